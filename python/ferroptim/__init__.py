@@ -1,0 +1,32 @@
+"""ferroptim: torch.optim's optimizers for NumPy, with Rust kernels that update arrays in place.
+
+>>> import numpy as np, ferroptim as fo
+>>> w = fo.Parameter(np.zeros(3))
+>>> opt = fo.Adam([w], lr=0.1)
+>>> w.grad = np.ones(3); opt.step()
+"""
+
+from ._core import get_num_threads, set_num_threads
+from .adadelta import Adadelta
+from .adagrad import Adagrad
+from .adagrad_norm import AdagradNorm
+from .adam import Adam, AdamW
+from .optimizer import Optimizer
+from .parameter import Parameter
+from .rmsprop import RMSprop
+from .sgd import SGD
+
+__all__ = [
+    "SGD",
+    "Adadelta",
+    "Adagrad",
+    "AdagradNorm",
+    "Adam",
+    "AdamW",
+    "Optimizer",
+    "Parameter",
+    "RMSprop",
+    "get_num_threads",
+    "set_num_threads",
+]
+__version__ = "0.1.0"

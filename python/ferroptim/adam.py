@@ -1,0 +1,130 @@
+"""Adam and AdamW."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import _core
+from ._validate import flag, in_unit_interval, non_negative
+from .optimizer import Optimizer
+
+
+class Adam(Optimizer):
+    r"""Adam (Kingma & Ba 2015, Algorithm 1), as torch.optim.Adam.
+
+    Algorithm 1 with AMSGrad (Reddi et al. 2018) and decoupled weight decay
+    (Loshchilov & Hutter 2019) as options, in torch's order of operations::
+
+        g <- -g if maximize
+        theta <- theta (1 - lr wd)  if decoupled_weight_decay,  else  g <- g + wd theta
+        m <- beta1 m + (1 - beta1) g
+        v <- beta2 v + (1 - beta2) g^2
+        v_max <- max(v_max, v)                              (amsgrad; replaces v below)
+        theta <- theta - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+
+    which is Algorithm 1's ``theta - alpha m_hat / (sqrt(v_hat) + eps)`` with the bias
+    corrections ``m_hat = m / (1 - beta1^t)``, ``v_hat = v / (1 - beta2^t)`` folded in.
+
+    Args:
+        params: arrays or param groups to optimize.
+        lr: step size alpha. Default 1e-3.
+        betas: ``(beta1, beta2)``, decay rates of the moments, each in [0, 1).
+        eps: added to the denominator. Default 1e-8.
+        weight_decay: L2 penalty (or decoupled decay). Default 0.
+        amsgrad: use AMSGrad's running maximum of ``v``.
+        maximize: maximize the objective instead of minimizing it.
+        decoupled_weight_decay: decay the weights directly, as AdamW.
+
+    State per parameter: ``step``, ``exp_avg``, ``exp_avg_sq``, ``max_exp_avg_sq`` (amsgrad).
+    """
+
+    state_slots = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+    _kernel = staticmethod(_core.adam_step)
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0,
+        amsgrad: bool = False,
+        *,
+        maximize: bool = False,
+        decoupled_weight_decay: bool = False,
+    ) -> None:
+        defaults = dict(
+            lr=lr,
+            betas=betas,
+            eps=eps,
+            weight_decay=weight_decay,
+            amsgrad=amsgrad,
+            maximize=maximize,
+            decoupled_weight_decay=decoupled_weight_decay,
+        )
+        super().__init__(params, defaults)
+
+    def _validate_group(self, group: dict[str, Any]) -> None:
+        non_negative(group, "lr", "eps", "weight_decay")
+        betas = group["betas"]
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
+        group["betas"] = tuple(betas)
+        for i, beta in enumerate(betas):
+            in_unit_interval(beta, f"beta parameter at index {i}", closed=False)
+        flag(group, "amsgrad", "maximize", "decoupled_weight_decay")
+
+    def _init_state(self, p: np.ndarray, group: dict[str, Any]) -> dict[str, Any]:
+        zeros = np.zeros_like(p.view(np.ndarray))
+        return {"step": 0.0, "exp_avg": zeros, "exp_avg_sq": zeros.copy(order="K")}
+
+    def _slot_arrays(self, state: dict[str, Any], p: np.ndarray, group: dict[str, Any]) -> list:
+        if not group["amsgrad"]:
+            return [state["exp_avg"], state["exp_avg_sq"], None]
+        if "max_exp_avg_sq" not in state:
+            state["max_exp_avg_sq"] = np.zeros_like(p.view(np.ndarray))
+        return [state["exp_avg"], state["exp_avg_sq"], state["max_exp_avg_sq"]]
+
+
+class AdamW(Adam):
+    r"""Adam with decoupled weight decay (Loshchilov & Hutter 2019), as torch.optim.AdamW.
+
+    ``theta <- theta (1 - lr weight_decay)`` before the Adam update of :class:`Adam`;
+    the same as ``Adam(..., decoupled_weight_decay=True)`` with ``weight_decay=1e-2``
+    by default.
+
+    Args:
+        params: arrays or param groups to optimize.
+        lr: step size alpha. Default 1e-3.
+        betas: ``(beta1, beta2)``. Default (0.9, 0.999).
+        eps: added to the denominator. Default 1e-8.
+        weight_decay: decoupled weight decay. Default 1e-2.
+        amsgrad: use AMSGrad's running maximum of ``v``.
+        maximize: maximize the objective instead of minimizing it.
+
+    State per parameter: as :class:`Adam`.
+    """
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 1e-2,
+        amsgrad: bool = False,
+        *,
+        maximize: bool = False,
+    ) -> None:
+        super().__init__(
+            params,
+            lr=lr,
+            betas=betas,
+            eps=eps,
+            weight_decay=weight_decay,
+            amsgrad=amsgrad,
+            maximize=maximize,
+            decoupled_weight_decay=True,
+        )

@@ -1,0 +1,430 @@
+"""The optimizer base class: ``param_groups``, ``state``, ``state_dict``, ``zero_grad``, ``step``.
+
+Subclasses state their hyperparameters and how a fresh state looks; this class
+gathers one step's arrays into one call into Rust (``ferroptim._core``), which
+checks every array before it writes any, and commits new state only after that
+call succeeded. So a bad input raises and leaves parameters and state as they were.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+
+from .parameter import FLOAT_DTYPES, Parameter
+
+#: Flags of torch.optim's param groups that only matter to torch; dropped on load.
+TORCH_ONLY_FLAGS = ("foreach", "fused", "capturable", "differentiable")
+
+
+def _site(group: int, index: int) -> str:
+    return f"param_groups[{group}]['params'][{index}]"
+
+
+class ParamState(MutableMapping):
+    """Per-parameter state, keyed by the parameter object itself (by identity),
+    as ``torch.optim.Optimizer.state``. NumPy arrays are unhashable, so this is a
+    small mapping of ``id(param)`` to ``(param, state)``; ``opt.state[p]`` works for
+    plain ndarrays and ``Parameter`` alike."""
+
+    def __init__(self) -> None:
+        self._items: dict[int, tuple[Any, dict[str, Any]]] = {}
+
+    def __getitem__(self, param: Any) -> dict[str, Any]:
+        entry = self._items.get(id(param))
+        if entry is None or entry[0] is not param:
+            raise KeyError("parameter has no state")
+        return entry[1]
+
+    def __setitem__(self, param: Any, value: dict[str, Any]) -> None:
+        self._items[id(param)] = (param, value)
+
+    def __delitem__(self, param: Any) -> None:
+        if id(param) not in self._items or self._items[id(param)][0] is not param:
+            raise KeyError("parameter has no state")
+        del self._items[id(param)]
+
+    def __iter__(self) -> Iterator[Any]:
+        return (param for param, _ in self._items.values())
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __contains__(self, param: object) -> bool:
+        entry = self._items.get(id(param))
+        return entry is not None and entry[0] is param
+
+    def __repr__(self) -> str:
+        return f"ParamState({len(self)} parameters)"
+
+
+def _byte_bounds(a: np.ndarray) -> tuple[int, int]:
+    start = a.__array_interface__["data"][0]
+    if a.size == 0:
+        return start, start
+    low = high = start
+    for extent, stride in zip(a.shape, a.strides):
+        span = (extent - 1) * stride
+        if span < 0:
+            low += span
+        else:
+            high += span
+    return low, high + a.itemsize
+
+
+def check_disjoint(arrays: Sequence[np.ndarray], names: Sequence[str]) -> None:
+    """Raises ``ValueError`` naming two arrays that share memory.
+
+    Sorting by address finds candidate pairs in O(n log n); ``np.shares_memory``
+    then decides exactly, so interleaved views such as ``a[::2]`` and ``a[1::2]``
+    are allowed.
+    """
+    spans = sorted(
+        (_byte_bounds(a) + (i,) for i, a in enumerate(arrays) if a.size), key=lambda s: s[0]
+    )
+    active: list[tuple[int, int, int]] = []
+    for low, high, i in spans:
+        active = [s for s in active if s[1] > low]
+        for _, _, j in active:
+            if np.shares_memory(arrays[i], arrays[j]):
+                first, second = sorted((i, j))
+                raise ValueError(
+                    f"{names[second]} shares memory with {names[first]}; "
+                    "each parameter must be its own memory"
+                )
+        active.append((low, high, i))
+
+
+class Optimizer:
+    """Base class of ferroptim's optimizers, with torch.optim's interface.
+
+    Args:
+        params: an iterable of arrays, an iterable of param-group dicts
+            (``{"params": [...], "lr": ...}``), or a dict mapping names to arrays.
+            An array is a writeable float32/float64 ``numpy.ndarray`` or a
+            :class:`~ferroptim.Parameter`.
+        defaults: the default hyperparameters of every group.
+    """
+
+    #: State keys, in the order the Rust kernel takes them.
+    state_slots: ClassVar[tuple[str, ...]] = ()
+    #: Whether the state keeps torch's per-parameter ``step`` counter.
+    counts_steps: ClassVar[bool] = True
+
+    def __init__(self, params: Any, defaults: dict[str, Any]) -> None:
+        self.defaults = dict(defaults)
+        self.state: ParamState = ParamState()
+        self.param_groups: list[dict[str, Any]] = []
+        if isinstance(params, np.ndarray):
+            raise TypeError(
+                "params argument given to the optimizer should be an iterable of arrays "
+                "or dicts, but got a single numpy.ndarray; wrap it in a list"
+            )
+        if isinstance(params, Mapping):
+            groups: list[Any] = [{"params": list(params.items())}]
+        else:
+            groups = list(params)
+            if not groups:
+                raise ValueError("optimizer got an empty parameter list")
+            if not isinstance(groups[0], Mapping):
+                groups = [{"params": groups}]
+        for group in groups:
+            self.add_param_group(group)
+
+    # --- torch.optim's interface ----------------------------------------------------
+    def add_param_group(self, param_group: Mapping[str, Any]) -> None:
+        """Adds a group of parameters with its own hyperparameters (missing ones
+        take ``defaults``). A parameter already in the optimizer is rejected."""
+        if not isinstance(param_group, Mapping):
+            raise TypeError(f"param group must be a dict, got {type(param_group).__name__}")
+        group = dict(param_group)
+        if "params" not in group:
+            raise ValueError("param group must have a 'params' entry")
+        params, names = self._unpack_params(group["params"])
+        group["params"] = params
+        if names is not None:
+            group["param_names"] = names
+        for name, default in self.defaults.items():
+            group.setdefault(name, default)
+        gi = len(self.param_groups)
+        for i, p in enumerate(params):
+            self._check_param(p, _site(gi, i))
+        existing = [p for g in self.param_groups for p in g["params"]]
+        known = {id(p) for p in existing}
+        if len({id(p) for p in params}) != len(params) or known & {id(p) for p in params}:
+            raise ValueError("some parameters appear more than once in the optimizer")
+        all_names = [
+            _site(g, i) for g, grp in enumerate(self.param_groups) for i in range(len(grp["params"]))
+        ] + [_site(gi, i) for i in range(len(params))]
+        check_disjoint(existing + params, all_names)
+        self._validate_group(group)
+        self.param_groups.append(group)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Resets the ``.grad`` of every :class:`Parameter`: to ``None`` (the default,
+        as torch), or to zeros in place."""
+        for group in self.param_groups:
+            for p in group["params"]:
+                if isinstance(p, Parameter) and p.grad is not None:
+                    if set_to_none:
+                        p.grad = None
+                    else:
+                        p.grad[...] = 0
+
+    def step(
+        self, closure: Callable[[], Any] | None = None, *, grads: Sequence[Any] | None = None
+    ) -> Any:
+        """Performs one optimization step on every parameter that has a gradient.
+
+        Args:
+            closure: called first; its return value (the loss) is returned.
+            grads: gradients aligned with the parameters of all groups, in order
+                (``None`` entries skip a parameter). Without it, each parameter's
+                ``.grad`` is used.
+        """
+        loss = None if closure is None else closure()
+        self._step(self._gradients(grads))
+        return loss
+
+    def state_dict(self) -> dict[str, Any]:
+        """The state in torch's layout, with arrays copied:
+        ``{"state": {index: {key: value}}, "param_groups": [{..., "params": [indices]}]}``."""
+        index: dict[int, int] = {}
+        groups = []
+        for group in self.param_groups:
+            packed = {k: copy.deepcopy(v) for k, v in group.items() if k != "params"}
+            packed["params"] = [index.setdefault(id(p), len(index)) for p in group["params"]]
+            groups.append(packed)
+        state = {
+            index[id(p)]: {k: v.copy(order="K") if isinstance(v, np.ndarray) else v for k, v in s.items()}
+            for p, s in self.state.items()
+        }
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Restores a ``state_dict()``: continuing then gives bit-identical results.
+
+        Also takes a ``torch.optim`` state dict whose tensors were turned into NumPy
+        arrays (torch-only flags such as ``foreach`` are ignored). Everything is
+        checked before anything changes.
+        """
+        if not isinstance(state_dict, Mapping) or not {"state", "param_groups"} <= set(state_dict):
+            raise ValueError("state dict must be a dict with 'state' and 'param_groups'")
+        saved_groups = state_dict["param_groups"]
+        if not isinstance(saved_groups, Sequence) or len(saved_groups) != len(self.param_groups):
+            raise ValueError(
+                f"loaded state dict has {len(saved_groups)} parameter groups, "
+                f"the optimizer has {len(self.param_groups)}"
+            )
+        by_index: dict[Any, tuple[Any, str]] = {}
+        groups = []
+        for gi, (group, saved) in enumerate(zip(self.param_groups, saved_groups)):
+            if not isinstance(saved, Mapping) or "params" not in saved:
+                raise ValueError(f"loaded param group {gi} is not a dict with 'params'")
+            if len(saved["params"]) != len(group["params"]):
+                raise ValueError(
+                    f"loaded param group {gi} has {len(saved['params'])} parameters, "
+                    f"the optimizer's has {len(group['params'])}"
+                )
+            for i, (key, p) in enumerate(zip(saved["params"], group["params"])):
+                by_index[key] = (p, _site(gi, i))
+            restored = dict(self.defaults)
+            restored.update(
+                (k, _plain_value(v))
+                for k, v in saved.items()
+                if k not in TORCH_ONLY_FLAGS and k not in ("params", "param_names")
+            )
+            if "param_names" in group:
+                restored["param_names"] = list(group["param_names"])
+            restored["params"] = group["params"]
+            try:
+                self._validate_group(restored)
+            except (TypeError, ValueError) as err:
+                raise type(err)(f"loaded param group {gi}: {err}") from None
+            groups.append(restored)
+        saved_state = state_dict["state"]
+        if not isinstance(saved_state, Mapping):
+            raise ValueError("state dict's 'state' must be a dict")
+        state = ParamState()
+        for key, entry in saved_state.items():
+            if key not in by_index:
+                raise ValueError(f"state dict has state for parameter {key!r}, which no group lists")
+            p, site = by_index[key]
+            state[p] = self._load_param_state(p, site, entry)
+        self.param_groups[:] = groups
+        self.state = state
+
+    def __repr__(self) -> str:
+        lines = [type(self).__name__ + " ("]
+        for i, group in enumerate(self.param_groups):
+            lines.append(f"Parameter Group {i}")
+            lines.extend(f"    {k}: {group[k]}" for k in sorted(group) if k != "params")
+        return "\n".join(lines) + "\n)"
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"defaults": self.defaults, "state": self.state, "param_groups": self.param_groups}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+    # --- what subclasses provide ------------------------------------------------------
+    _kernel: ClassVar[Callable[[list[dict[str, Any]]], None]]
+
+    def _validate_group(self, group: dict[str, Any]) -> None:
+        """Raises ``ValueError`` for an invalid hyperparameter of ``group``."""
+
+    def _init_state(self, p: np.ndarray, group: dict[str, Any]) -> dict[str, Any]:
+        """A fresh state for ``p``."""
+        return {"step": 0.0} if self.counts_steps else {}
+
+    def _slot_arrays(self, state: dict[str, Any], p: np.ndarray, group: dict[str, Any]) -> list:
+        """The state arrays ``group``'s settings use, in ``state_slots`` order
+        (``None`` where unused); adds missing ones to ``state`` (a private copy)."""
+        return [state.get(name) for name in self.state_slots]
+
+    def _tensor_args(self, states: list[dict[str, Any]]) -> dict[str, Any]:
+        """Per-tensor scalars for the kernel; updates the private state copies."""
+        if not self.counts_steps:
+            return {}
+        for s in states:
+            s["step"] = float(s["step"]) + 1.0
+        return {"step": [s["step"] for s in states]}
+
+    # --- plumbing -------------------------------------------------------------------
+    @staticmethod
+    def _unpack_params(params: Any) -> tuple[list[Any], list[str] | None]:
+        if isinstance(params, np.ndarray):
+            return [params], None
+        if isinstance(params, (set, frozenset)):
+            raise TypeError(
+                "optimizer parameters need to be organized in ordered collections, "
+                "but the ordering of a set changes between runs; use a list"
+            )
+        if isinstance(params, Mapping):
+            params = list(params.items())
+        items = list(params)
+        named = [isinstance(x, tuple) for x in items]
+        if any(named) and not all(named):
+            raise ValueError("all optimizer params should be with or without names")
+        if items and all(named):
+            return [p for _, p in items], [str(n) for n, _ in items]
+        return items, None
+
+    @staticmethod
+    def _check_param(p: Any, site: str) -> None:
+        if not isinstance(p, np.ndarray):
+            raise TypeError(f"{site} must be a numpy.ndarray or ferroptim.Parameter, got {type(p).__name__}")
+        if p.dtype not in FLOAT_DTYPES:
+            raise TypeError(f"{site} has dtype {p.dtype}, expected float32 or float64")
+        if not p.flags.writeable:
+            raise ValueError(f"{site} is read-only (its WRITEABLE flag is off)")
+
+    def _gradients(self, grads: Sequence[Any] | None) -> list[list[Any]]:
+        if grads is None:
+            per_group = []
+            for gi, group in enumerate(self.param_groups):
+                row = []
+                for i, p in enumerate(group["params"]):
+                    if not isinstance(p, Parameter):
+                        raise TypeError(
+                            f"{_site(gi, i)} is a plain ndarray, which has no .grad; "
+                            "wrap it in ferroptim.Parameter or pass grads= to step()"
+                        )
+                    row.append(p.grad)
+                per_group.append(row)
+            return per_group
+        if isinstance(grads, np.ndarray) or not isinstance(grads, Iterable):
+            raise TypeError("grads must be a sequence with one entry (array or None) per parameter")
+        flat = list(grads)
+        total = sum(len(g["params"]) for g in self.param_groups)
+        if len(flat) != total:
+            raise ValueError(f"grads has {len(flat)} entries, but the optimizer has {total} parameters")
+        per_group, start = [], 0
+        for group in self.param_groups:
+            per_group.append(flat[start : start + len(group["params"])])
+            start += len(group["params"])
+        return per_group
+
+    def _step(self, grads: list[list[Any]]) -> None:
+        calls, pending = [], []
+        for gi, (group, group_grads) in enumerate(zip(self.param_groups, grads)):
+            index, params, gs, states, slots = [], [], [], [], []
+            for i, (p, g) in enumerate(zip(group["params"], group_grads)):
+                if g is None:
+                    continue
+                old = self.state.get(p)
+                state = dict(old) if old else self._init_state(p, group)
+                index.append(i)
+                params.append(p)
+                gs.append(g)
+                states.append(state)
+                slots.append(self._slot_arrays(state, p, group))
+            if not params:
+                continue
+            call = {k: v for k, v in group.items() if k not in ("params", "param_names")}
+            call.update(group=gi, index=index, params=params, grads=gs, state=slots)
+            call.update(self._tensor_args(states))
+            calls.append(call)
+            pending.extend(zip(params, states))
+        if calls:
+            type(self)._kernel(calls)
+        for p, state in pending:
+            if state:
+                self.state[p] = state
+
+    def _load_param_state(self, p: np.ndarray, site: str, entry: Any) -> dict[str, Any]:
+        if not isinstance(entry, Mapping):
+            raise ValueError(f"state of {site} must be a dict, got {type(entry).__name__}")
+        known = set(self.state_slots) | ({"step"} if self.counts_steps else set())
+        state: dict[str, Any] = {}
+        for key, value in entry.items():
+            if key not in known:
+                raise ValueError(f"state of {site} has unknown key {key!r} (expected {sorted(known)})")
+            if key == "step":
+                state["step"] = _scalar(value, f"state 'step' of {site}")
+            elif value is not None:
+                state[key] = _state_array(value, p, f"state {key!r} of {site}")
+        if self.counts_steps and state and "step" not in state:
+            raise ValueError(f"state of {site} has no 'step'")
+        return state
+
+
+def _plain_value(value: Any) -> Any:
+    """Hyperparameters as Python numbers: 0-d arrays (a converted torch ``lr`` tensor)
+    become floats, tuples stay tuples."""
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        return value.item()
+    if isinstance(value, (np.floating, np.integer, np.bool_)):
+        return value.item()
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain_value(v) for v in value)
+    return copy.deepcopy(value)
+
+
+def _scalar(value: Any, what: str) -> float:
+    try:
+        number = float(np.asarray(value).item()) if not isinstance(value, (int, float)) else float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{what} must be a number, got {value!r}") from None
+    if not math.isfinite(number) or number < 0:
+        raise ValueError(f"{what} must be a finite non-negative number, got {number}")
+    return number
+
+
+def _state_array(value: Any, p: np.ndarray, what: str) -> np.ndarray:
+    """A copy of ``value`` with ``p``'s shape, dtype and memory layout."""
+    try:
+        array = np.asarray(value)
+    except Exception:
+        raise ValueError(f"{what} is not an array") from None
+    if array.dtype.kind != "f":
+        raise TypeError(f"{what} has dtype {array.dtype}, expected a real floating-point array")
+    if array.shape != p.shape:
+        raise ValueError(f"{what} has shape {array.shape}, expected {p.shape} (the parameter's shape)")
+    out = np.empty_like(p.view(np.ndarray))
+    out[...] = array
+    return out

@@ -1,0 +1,85 @@
+"""RMSprop."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import _core
+from ._validate import flag, non_negative
+from .optimizer import Optimizer
+
+
+class RMSprop(Optimizer):
+    r"""RMSprop (Hinton 2012; centered form from Graves 2013), as torch.optim.RMSprop.
+
+    The lecture's ``B_k = gamma B_{k-1} + (1 - gamma) g_k^2`` (``alpha`` is gamma) and
+    ``theta <- theta - eta (B + eps I)^{-1/2} g``. torch, and so the default here, puts
+    ``eps`` outside the root; ``eps_in_sqrt=True`` is the lecture's form::
+
+        g <- -g if maximize;  g <- g + weight_decay * theta
+        square_avg <- alpha square_avg + (1 - alpha) g^2
+        grad_avg   <- alpha grad_avg + (1 - alpha) g               (centered)
+        v <- square_avg - grad_avg^2  (centered),  else  v <- square_avg
+        d <- sqrt(v) + eps,  or  sqrt(v + eps) with eps_in_sqrt
+        buf <- momentum buf + g / d;  theta <- theta - lr buf      (momentum > 0)
+        theta <- theta - lr g / d                                   (otherwise)
+
+    Args:
+        params: arrays or param groups to optimize.
+        lr: learning rate (the lecture's eta). Default 1e-2.
+        alpha: smoothing constant (the lecture's gamma). Default 0.99.
+        eps: added to the denominator. Default 1e-8.
+        weight_decay: L2 penalty. Default 0.
+        momentum: momentum factor. Default 0.
+        centered: normalize by the estimated variance of the gradient.
+        maximize: maximize the objective instead of minimizing it.
+        eps_in_sqrt: the lecture's ``(B + eps I)^{-1/2}`` instead of torch's
+            ``(sqrt(B) + eps)^{-1}``. Not in torch.
+
+    State per parameter: ``step``, ``square_avg``, ``momentum_buffer`` (momentum > 0),
+    ``grad_avg`` (centered).
+    """
+
+    state_slots = ("square_avg", "grad_avg", "momentum_buffer")
+    _kernel = staticmethod(_core.rmsprop_step)
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float = 1e-2,
+        alpha: float = 0.99,
+        eps: float = 1e-8,
+        weight_decay: float = 0,
+        momentum: float = 0,
+        centered: bool = False,
+        *,
+        maximize: bool = False,
+        eps_in_sqrt: bool = False,
+    ) -> None:
+        defaults = dict(
+            lr=lr,
+            momentum=momentum,
+            alpha=alpha,
+            eps=eps,
+            centered=centered,
+            weight_decay=weight_decay,
+            maximize=maximize,
+            eps_in_sqrt=eps_in_sqrt,
+        )
+        super().__init__(params, defaults)
+
+    def _validate_group(self, group: dict[str, Any]) -> None:
+        non_negative(group, "lr", "eps", "momentum", "weight_decay", "alpha")
+        flag(group, "centered", "maximize", "eps_in_sqrt")
+
+    def _init_state(self, p: np.ndarray, group: dict[str, Any]) -> dict[str, Any]:
+        return {"step": 0.0, "square_avg": np.zeros_like(p.view(np.ndarray))}
+
+    def _slot_arrays(self, state: dict[str, Any], p: np.ndarray, group: dict[str, Any]) -> list:
+        wanted = {"grad_avg": group["centered"], "momentum_buffer": group["momentum"] > 0}
+        for name, needed in wanted.items():
+            if needed and name not in state:
+                state[name] = np.zeros_like(p.view(np.ndarray))
+        return [state["square_avg"]] + [state[n] if wanted[n] else None for n in wanted]

@@ -1,0 +1,84 @@
+"""SGD with Polyak or Nesterov momentum."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import _core
+from ._validate import flag, non_negative
+from .optimizer import Optimizer
+
+
+class SGD(Optimizer):
+    r"""Stochastic gradient descent, optionally with momentum (torch.optim.SGD).
+
+    The lecture's SGD, ``theta_{k+1} = theta_k - lr * g_k`` with ``g_k`` the (minibatch)
+    gradient, and its momentum forms, computed as torch does::
+
+        g <- -g if maximize;  g <- g + weight_decay * theta
+        b <- g  (first step),  b <- momentum * b + (1 - dampening) * g  (later)
+        g <- g + momentum * b  if nesterov, else  g <- b
+        theta <- theta - lr * g
+
+    With ``dampening=0``, ``SGD(momentum=beta)`` is Polyak's heavy ball (Polyak 1964)
+    ``theta_{k+1} = theta_k + beta (theta_k - theta_{k-1}) - lr grad L(theta_k)``, and
+    ``SGD(momentum=beta, nesterov=True)`` is Nesterov's accelerated gradient (Nesterov
+    1983; Sutskever et al. 2013) whose parameters follow the lecture's look-ahead
+    points ``theta_hat_k = theta_k + beta (theta_k - theta_{k-1})``.
+
+    Args:
+        params: arrays or param groups to optimize.
+        lr: learning rate (the lecture's alpha). Default 1e-3.
+        momentum: momentum factor beta. Default 0.
+        dampening: dampening of the gradient entering the buffer. Default 0.
+        weight_decay: L2 penalty. Default 0.
+        nesterov: Nesterov momentum (needs ``momentum > 0`` and ``dampening = 0``).
+        maximize: maximize the objective instead of minimizing it.
+
+    State per parameter: ``momentum_buffer`` (when ``momentum != 0``).
+    """
+
+    state_slots = ("momentum_buffer",)
+    counts_steps = False
+    _kernel = staticmethod(_core.sgd_step)
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float = 1e-3,
+        momentum: float = 0,
+        dampening: float = 0,
+        weight_decay: float = 0,
+        nesterov: bool = False,
+        *,
+        maximize: bool = False,
+    ) -> None:
+        defaults = dict(
+            lr=lr,
+            momentum=momentum,
+            dampening=dampening,
+            weight_decay=weight_decay,
+            nesterov=nesterov,
+            maximize=maximize,
+        )
+        super().__init__(params, defaults)
+
+    def _validate_group(self, group: dict[str, Any]) -> None:
+        non_negative(group, "lr", "momentum", "dampening", "weight_decay")
+        flag(group, "nesterov", "maximize")
+        if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
+            raise ValueError("Nesterov momentum requires a momentum and zero dampening")
+
+    def _slot_arrays(self, state: dict[str, Any], p: np.ndarray, group: dict[str, Any]) -> list:
+        if group["momentum"] == 0:
+            return [None]
+        if "momentum_buffer" not in state:
+            # Filled with the gradient by the kernel on this first step, as torch does.
+            state["momentum_buffer"] = np.zeros_like(p.view(np.ndarray))
+            state["_first"] = True
+        return [state["momentum_buffer"]]
+
+    def _tensor_args(self, states: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"first": [bool(s.pop("_first", False)) for s in states]}

@@ -1,0 +1,376 @@
+//! Borrowing the arrays of a step and seeing each as a flat slice.
+//!
+//! Everything here runs with the GIL held and before any array is written:
+//! a dtype, shape, read-only or overlap problem is reported while every
+//! parameter and state array is still untouched.
+
+use ndarray::{ArrayViewD, ArrayViewMutD};
+use numpy::{
+    BorrowError, Element, PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn, PyReadwriteArrayDyn,
+};
+use numpy::{PyUntypedArray, PyUntypedArrayMethods};
+use pyo3::prelude::*;
+
+use crate::error::Error;
+use crate::kernels::Real;
+
+/// The arrays of one param group handed to a step, extracted from the group's dict.
+#[derive(FromPyObject)]
+#[pyo3(from_item_all)]
+pub struct Tensors<'py> {
+    /// Index of the group in `param_groups`, for messages.
+    pub group: usize,
+    /// Index of each tensor in the group's `params`, for messages.
+    pub index: Vec<usize>,
+    /// Parameters, updated in place.
+    pub params: Vec<Bound<'py, PyAny>>,
+    /// Gradients, read only.
+    pub grads: Vec<Bound<'py, PyAny>>,
+    /// Per tensor, its state arrays in the algorithm's slot order (`None` where unused).
+    pub state: Vec<Vec<Option<Bound<'py, PyAny>>>>,
+}
+
+/// Where a tensor sits in the optimizer, for messages.
+#[derive(Clone, Copy, Debug)]
+pub struct Site {
+    group: usize,
+    index: usize,
+}
+
+impl Site {
+    fn param(self) -> String {
+        format!("param_groups[{}]['params'][{}]", self.group, self.index)
+    }
+    fn grad(self) -> String {
+        format!("the gradient of {}", self.param())
+    }
+    fn state(self, name: &str) -> String {
+        format!("state '{name}' of {}", self.param())
+    }
+}
+
+/// One tensor's arrays, type-checked and borrowed.
+pub struct Borrowed<'py, T: Element> {
+    /// Position of the group in the list passed to the step.
+    pub slot: usize,
+    /// Position of the tensor within that group's lists.
+    pub position: usize,
+    param: PyReadwriteArrayDyn<'py, T>,
+    grad: PyReadonlyArrayDyn<'py, T>,
+    state: Vec<Option<PyReadwriteArrayDyn<'py, T>>>,
+}
+
+/// The borrowed tensors of a step, split by dtype.
+pub struct Batch<'py> {
+    /// float32 tensors.
+    pub f32: Vec<Borrowed<'py, f32>>,
+    /// float64 tensors.
+    pub f64: Vec<Borrowed<'py, f64>>,
+}
+
+fn dtype_name(obj: &Bound<'_, PyAny>) -> Option<String> {
+    obj.cast::<PyUntypedArray>()
+        .ok()
+        .map(|a| a.dtype().to_string())
+}
+
+fn typed<'py, T: Element>(
+    obj: &Bound<'py, PyAny>,
+    what: impl Fn() -> String,
+) -> Result<Bound<'py, PyArrayDyn<T>>, Error> {
+    match obj.cast::<PyArrayDyn<T>>() {
+        Ok(a) => Ok(a.clone()),
+        Err(_) => Err(match dtype_name(obj) {
+            Some(found) => Error::Dtype {
+                what: what(),
+                found,
+                expected: "the parameter's dtype",
+            },
+            None => Error::NotAnArray {
+                what: what(),
+                found: type_name(obj),
+            },
+        }),
+    }
+}
+
+fn type_name(obj: &Bound<'_, PyAny>) -> String {
+    obj.get_type()
+        .name()
+        .map_or_else(|_| "an unknown type".to_owned(), |n| n.to_string())
+}
+
+fn same_shape<T: Element>(
+    a: &Bound<'_, PyArrayDyn<T>>,
+    expected: &[usize],
+    what: impl Fn() -> String,
+) -> Result<(), Error> {
+    if a.shape() == expected {
+        Ok(())
+    } else {
+        Err(Error::Shape {
+            what: what(),
+            found: a.shape().to_vec(),
+            expected: expected.to_vec(),
+        })
+    }
+}
+
+fn writable<'py, T: Element>(
+    a: &Bound<'py, PyArrayDyn<T>>,
+    what: impl Fn() -> String,
+) -> Result<PyReadwriteArrayDyn<'py, T>, Error> {
+    a.try_readwrite().map_err(|e| match e {
+        BorrowError::NotWriteable => Error::ReadOnly { what: what() },
+        _ => Error::Overlap { what: what() },
+    })
+}
+
+fn borrow_tensor<'py, T: Element>(
+    names: &[&str],
+    site: Site,
+    param: &Bound<'py, PyArrayDyn<T>>,
+    grad: &Bound<'py, PyAny>,
+    state: &[Option<Bound<'py, PyAny>>],
+) -> Result<
+    (
+        PyReadwriteArrayDyn<'py, T>,
+        PyReadonlyArrayDyn<'py, T>,
+        Vec<Option<PyReadwriteArrayDyn<'py, T>>>,
+    ),
+    Error,
+> {
+    let shape = param.shape().to_vec();
+    let grad = typed::<T>(grad, || site.grad())?;
+    same_shape(&grad, &shape, || site.grad())?;
+    if state.len() != names.len() {
+        return Err(Error::Malformed(format!(
+            "{} has {} state slots, expected {} ({})",
+            site.param(),
+            state.len(),
+            names.len(),
+            names.join(", ")
+        )));
+    }
+    let state = state
+        .iter()
+        .zip(names)
+        .map(|(s, name)| {
+            s.as_ref()
+                .map(|s| {
+                    let s = typed::<T>(s, || site.state(name))?;
+                    same_shape(&s, &shape, || site.state(name))?;
+                    Ok(s)
+                })
+                .transpose()
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
+    // Borrow only once every check passed; rust-numpy's borrow tracker then
+    // catches any memory shared between arrays of this step.
+    let param = writable(param, || site.param())?;
+    let grad = grad
+        .try_readonly()
+        .map_err(|_| Error::Overlap { what: site.grad() })?;
+    let state = state
+        .iter()
+        .zip(names)
+        .map(|(s, name)| {
+            s.as_ref()
+                .map(|s| writable(s, || site.state(name)))
+                .transpose()
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
+    Ok((param, grad, state))
+}
+
+impl<'py> Batch<'py> {
+    /// Type-checks and borrows every tensor of every group. `names` are the
+    /// algorithm's state slots.
+    pub fn borrow(groups: &[Tensors<'py>], names: &[&str]) -> Result<Self, Error> {
+        let mut batch = Batch {
+            f32: Vec::new(),
+            f64: Vec::new(),
+        };
+        for (slot, t) in groups.iter().enumerate() {
+            let n = t.params.len();
+            if t.grads.len() != n || t.state.len() != n || t.index.len() != n {
+                return Err(Error::Malformed(format!(
+                    "param_groups[{}]: {} params but {} gradients and {} state entries",
+                    t.group,
+                    n,
+                    t.grads.len(),
+                    t.state.len()
+                )));
+            }
+            for position in 0..n {
+                let site = Site {
+                    group: t.group,
+                    index: t.index[position],
+                };
+                let (param, grad, state) =
+                    (&t.params[position], &t.grads[position], &t.state[position]);
+                if let Ok(p) = param.cast::<PyArrayDyn<f32>>() {
+                    let (param, grad, state) = borrow_tensor(names, site, p, grad, state)?;
+                    batch.f32.push(Borrowed {
+                        slot,
+                        position,
+                        param,
+                        grad,
+                        state,
+                    });
+                } else if let Ok(p) = param.cast::<PyArrayDyn<f64>>() {
+                    let (param, grad, state) = borrow_tensor(names, site, p, grad, state)?;
+                    batch.f64.push(Borrowed {
+                        slot,
+                        position,
+                        param,
+                        grad,
+                        state,
+                    });
+                } else {
+                    return Err(match dtype_name(param) {
+                        Some(found) => Error::Dtype {
+                            what: site.param(),
+                            found,
+                            expected: "float32 or float64",
+                        },
+                        None => Error::NotAnArray {
+                            what: site.param(),
+                            found: type_name(param),
+                        },
+                    });
+                }
+            }
+        }
+        Ok(batch)
+    }
+}
+
+/// A writable array seen as a slice in the parameter's memory order: the
+/// array's own memory when its layout allows, else a copy written back later.
+pub enum Lane<'a, T> {
+    /// The array's memory itself (the fast, zero-copy path).
+    Direct(&'a mut [T]),
+    /// A copy of an array with a different layout, and the view to write it back to.
+    Staged(ArrayViewMutD<'a, T>, Vec<T>),
+}
+
+impl<'a, T: Real> Lane<'a, T> {
+    fn new(view: ArrayViewMutD<'a, T>) -> Self {
+        if !view.is_standard_layout() {
+            let copy = view.iter().copied().collect();
+            return Lane::Staged(view, copy);
+        }
+        match view.into_slice() {
+            Some(s) => Lane::Direct(s),
+            // `into_slice` succeeds exactly for standard layouts, checked above.
+            None => unreachable!("a standard-layout view is a slice"),
+        }
+    }
+
+    /// The elements, in the tensor's canonical order.
+    pub fn slice(&mut self) -> &mut [T] {
+        match self {
+            Lane::Direct(s) => s,
+            Lane::Staged(_, copy) => copy,
+        }
+    }
+
+    /// The elements, read only.
+    pub fn as_slice(&self) -> &[T] {
+        match self {
+            Lane::Direct(s) => s,
+            Lane::Staged(_, copy) => copy,
+        }
+    }
+
+    /// Copies a staged copy back into the user's array.
+    pub fn write_back(&mut self) {
+        if let Lane::Staged(view, copy) = self {
+            view.iter_mut()
+                .zip(copy.iter())
+                .for_each(|(dst, &src)| *dst = src);
+        }
+    }
+}
+
+/// A read-only array as a slice in the parameter's memory order.
+pub enum ReadLane<'a, T> {
+    /// The array's memory itself.
+    Direct(&'a [T]),
+    /// A copy in the parameter's order.
+    Copied(Vec<T>),
+}
+
+impl<'a, T: Real> ReadLane<'a, T> {
+    fn new(view: ArrayViewD<'a, T>) -> Self {
+        match view.to_slice() {
+            Some(s) => ReadLane::Direct(s),
+            None => ReadLane::Copied(view.iter().copied().collect()),
+        }
+    }
+
+    /// The elements, in the tensor's canonical order.
+    pub fn slice(&self) -> &[T] {
+        match self {
+            ReadLane::Direct(s) => s,
+            ReadLane::Copied(v) => v,
+        }
+    }
+}
+
+/// One tensor's arrays as flat lanes that all index elements the same way.
+pub struct Flat<'a, T> {
+    /// Position of the group in the list passed to the step.
+    pub slot: usize,
+    /// Position of the tensor within that group's lists.
+    pub position: usize,
+    /// The parameter.
+    pub param: Lane<'a, T>,
+    /// Its gradient.
+    pub grad: ReadLane<'a, T>,
+    /// Its state, slot by slot.
+    pub state: Vec<Option<Lane<'a, T>>>,
+}
+
+/// The axis order in which `strides` walk memory from the outermost axis in:
+/// a C- or F-contiguous (or any transposed contiguous) parameter becomes
+/// C-contiguous once its axes are permuted this way.
+fn memory_axis_order(strides: &[isize]) -> Vec<usize> {
+    let mut axes: Vec<usize> = (0..strides.len()).collect();
+    axes.sort_by_key(|&a| std::cmp::Reverse(strides[a].unsigned_abs()));
+    axes
+}
+
+impl<'py, T: Real + Element> Borrowed<'py, T> {
+    /// Views every array in the parameter's memory order; arrays laid out like
+    /// the parameter are used in place, others are copied (matched by index).
+    pub fn flat(&mut self) -> Flat<'_, T> {
+        let axes = memory_axis_order(self.param.strides());
+        let param = Lane::new(self.param.as_array_mut().permuted_axes(axes.as_slice()));
+        let grad = ReadLane::new(self.grad.as_array().permuted_axes(axes.as_slice()));
+        let state = self
+            .state
+            .iter_mut()
+            .map(|s| {
+                s.as_mut()
+                    .map(|s| Lane::new(s.as_array_mut().permuted_axes(axes.as_slice())))
+            })
+            .collect();
+        Flat {
+            slot: self.slot,
+            position: self.position,
+            param,
+            grad,
+            state,
+        }
+    }
+}
+
+impl<T: Real> Flat<'_, T> {
+    /// Copies staged copies back into the user's arrays.
+    pub fn write_back(&mut self) {
+        self.param.write_back();
+        self.state.iter_mut().flatten().for_each(Lane::write_back);
+    }
+}

@@ -1,0 +1,359 @@
+//! One `#[pyfunction]` per algorithm: each reads its group hyperparameters and
+//! hands the tensors to the shared [`super::step`].
+
+use pyo3::exceptions::PyKeyError;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use super::arrays::{Batch, Flat, Tensors};
+use super::{step, Kernel};
+use crate::error::Error;
+use crate::kernels::adadelta::{AdadeltaHyper, AdadeltaTensor};
+use crate::kernels::adagrad::{AdagradHyper, AdagradTensor};
+use crate::kernels::adagrad_norm::{AdagradNormHyper, AdagradNormTensor, GradSquares};
+use crate::kernels::adam::{AdamHyper, AdamTensor};
+use crate::kernels::rmsprop::{RmspropHyper, RmspropTensor};
+use crate::kernels::sgd::{SgdHyper, SgdTensor};
+use crate::kernels::Real;
+use crate::pool;
+
+/// `group[key]`, converted; a missing key is a `KeyError` naming it.
+fn item<'py, T: FromPyObjectOwned<'py>>(group: &Bound<'py, PyDict>, key: &str) -> PyResult<T> {
+    let value = group
+        .get_item(key)?
+        .ok_or_else(|| PyKeyError::new_err(format!("param group has no '{key}'")))?;
+    value.extract::<T>().map_err(Into::into)
+}
+
+/// SGD hyperparameters and, per tensor, whether its momentum buffer is new.
+pub struct Sgd {
+    h: SgdHyper,
+    first: Vec<bool>,
+}
+
+impl Kernel for Sgd {
+    const STATE: &'static [&'static str] = &["momentum_buffer"];
+    type Tensor<'a, T: Real> = SgdTensor<'a, T>;
+
+    fn extract(g: &Bound<'_, PyDict>) -> PyResult<Self> {
+        let h = SgdHyper {
+            lr: item(g, "lr")?,
+            momentum: item(g, "momentum")?,
+            dampening: item(g, "dampening")?,
+            weight_decay: item(g, "weight_decay")?,
+            nesterov: item(g, "nesterov")?,
+            maximize: item(g, "maximize")?,
+        };
+        Ok(Self {
+            h,
+            first: item(g, "first")?,
+        })
+    }
+
+    fn tensor<'a, T: Real>(
+        &'a self,
+        position: usize,
+        param: &'a mut [T],
+        grad: &'a [T],
+        state: Vec<Option<&'a mut [T]>>,
+    ) -> Option<Self::Tensor<'a, T>> {
+        let [momentum_buffer] = <[_; 1]>::try_from(state).ok()?;
+        if (self.h.momentum != 0.0) != momentum_buffer.is_some() {
+            return None;
+        }
+        let first = *self.first.get(position)?;
+        Some(SgdTensor::new(&self.h, first, param, grad, momentum_buffer))
+    }
+}
+
+/// AdaGrad hyperparameters and per-tensor step numbers.
+pub struct Adagrad {
+    h: AdagradHyper,
+    step: Vec<f64>,
+}
+
+impl Kernel for Adagrad {
+    const STATE: &'static [&'static str] = &["sum"];
+    type Tensor<'a, T: Real> = AdagradTensor<'a, T>;
+
+    fn extract(g: &Bound<'_, PyDict>) -> PyResult<Self> {
+        let h = AdagradHyper {
+            lr: item(g, "lr")?,
+            lr_decay: item(g, "lr_decay")?,
+            weight_decay: item(g, "weight_decay")?,
+            eps: item(g, "eps")?,
+            maximize: item(g, "maximize")?,
+        };
+        Ok(Self {
+            h,
+            step: item(g, "step")?,
+        })
+    }
+
+    fn tensor<'a, T: Real>(
+        &'a self,
+        position: usize,
+        param: &'a mut [T],
+        grad: &'a [T],
+        state: Vec<Option<&'a mut [T]>>,
+    ) -> Option<Self::Tensor<'a, T>> {
+        let [sum] = <[_; 1]>::try_from(state).ok()?;
+        Some(AdagradTensor::new(
+            &self.h,
+            *self.step.get(position)?,
+            param,
+            grad,
+            sum?,
+        ))
+    }
+}
+
+/// RMSprop hyperparameters.
+pub struct Rmsprop {
+    h: RmspropHyper,
+}
+
+impl Kernel for Rmsprop {
+    const STATE: &'static [&'static str] = &["square_avg", "grad_avg", "momentum_buffer"];
+    type Tensor<'a, T: Real> = RmspropTensor<'a, T>;
+
+    fn extract(g: &Bound<'_, PyDict>) -> PyResult<Self> {
+        let h = RmspropHyper {
+            lr: item(g, "lr")?,
+            alpha: item(g, "alpha")?,
+            eps: item(g, "eps")?,
+            weight_decay: item(g, "weight_decay")?,
+            momentum: item(g, "momentum")?,
+            centered: item(g, "centered")?,
+            maximize: item(g, "maximize")?,
+            eps_in_sqrt: item(g, "eps_in_sqrt")?,
+        };
+        Ok(Self { h })
+    }
+
+    fn tensor<'a, T: Real>(
+        &'a self,
+        _position: usize,
+        param: &'a mut [T],
+        grad: &'a [T],
+        state: Vec<Option<&'a mut [T]>>,
+    ) -> Option<Self::Tensor<'a, T>> {
+        let [square_avg, grad_avg, momentum_buffer] = <[_; 3]>::try_from(state).ok()?;
+        if self.h.centered != grad_avg.is_some()
+            || (self.h.momentum > 0.0) != momentum_buffer.is_some()
+        {
+            return None;
+        }
+        Some(RmspropTensor::new(
+            &self.h,
+            param,
+            grad,
+            square_avg?,
+            grad_avg,
+            momentum_buffer,
+        ))
+    }
+}
+
+/// AdaDelta hyperparameters.
+pub struct Adadelta {
+    h: AdadeltaHyper,
+}
+
+impl Kernel for Adadelta {
+    const STATE: &'static [&'static str] = &["square_avg", "acc_delta"];
+    type Tensor<'a, T: Real> = AdadeltaTensor<'a, T>;
+
+    fn extract(g: &Bound<'_, PyDict>) -> PyResult<Self> {
+        let h = AdadeltaHyper {
+            lr: item(g, "lr")?,
+            rho: item(g, "rho")?,
+            eps: item(g, "eps")?,
+            weight_decay: item(g, "weight_decay")?,
+            maximize: item(g, "maximize")?,
+        };
+        Ok(Self { h })
+    }
+
+    fn tensor<'a, T: Real>(
+        &'a self,
+        _position: usize,
+        param: &'a mut [T],
+        grad: &'a [T],
+        state: Vec<Option<&'a mut [T]>>,
+    ) -> Option<Self::Tensor<'a, T>> {
+        let [square_avg, acc_delta] = <[_; 2]>::try_from(state).ok()?;
+        Some(AdadeltaTensor::new(
+            &self.h,
+            param,
+            grad,
+            square_avg?,
+            acc_delta?,
+        ))
+    }
+}
+
+/// Adam hyperparameters and per-tensor step numbers.
+pub struct Adam {
+    h: AdamHyper,
+    step: Vec<f64>,
+}
+
+impl Kernel for Adam {
+    const STATE: &'static [&'static str] = &["exp_avg", "exp_avg_sq", "max_exp_avg_sq"];
+    type Tensor<'a, T: Real> = AdamTensor<'a, T>;
+
+    fn extract(g: &Bound<'_, PyDict>) -> PyResult<Self> {
+        let (beta1, beta2) = item(g, "betas")?;
+        let h = AdamHyper {
+            lr: item(g, "lr")?,
+            beta1,
+            beta2,
+            eps: item(g, "eps")?,
+            weight_decay: item(g, "weight_decay")?,
+            amsgrad: item(g, "amsgrad")?,
+            maximize: item(g, "maximize")?,
+            decoupled_weight_decay: item(g, "decoupled_weight_decay")?,
+        };
+        Ok(Self {
+            h,
+            step: item(g, "step")?,
+        })
+    }
+
+    fn tensor<'a, T: Real>(
+        &'a self,
+        position: usize,
+        param: &'a mut [T],
+        grad: &'a [T],
+        state: Vec<Option<&'a mut [T]>>,
+    ) -> Option<Self::Tensor<'a, T>> {
+        let [exp_avg, exp_avg_sq, max_exp_avg_sq] = <[_; 3]>::try_from(state).ok()?;
+        if self.h.amsgrad != max_exp_avg_sq.is_some() {
+            return None;
+        }
+        let step = *self.step.get(position)?;
+        Some(AdamTensor::new(
+            &self.h,
+            step,
+            param,
+            grad,
+            exp_avg?,
+            exp_avg_sq?,
+            max_exp_avg_sq,
+        ))
+    }
+}
+
+/// SGD, with or without (Nesterov) momentum, on every group.
+#[pyfunction]
+pub fn sgd_step(py: Python<'_>, groups: Vec<Bound<'_, PyDict>>) -> PyResult<()> {
+    step::<Sgd>(py, groups)
+}
+
+/// AdaGrad on every group.
+#[pyfunction]
+pub fn adagrad_step(py: Python<'_>, groups: Vec<Bound<'_, PyDict>>) -> PyResult<()> {
+    step::<Adagrad>(py, groups)
+}
+
+/// RMSprop on every group.
+#[pyfunction]
+pub fn rmsprop_step(py: Python<'_>, groups: Vec<Bound<'_, PyDict>>) -> PyResult<()> {
+    step::<Rmsprop>(py, groups)
+}
+
+/// AdaDelta on every group.
+#[pyfunction]
+pub fn adadelta_step(py: Python<'_>, groups: Vec<Bound<'_, PyDict>>) -> PyResult<()> {
+    step::<Adadelta>(py, groups)
+}
+
+/// Adam / AdamW / AMSGrad on every group.
+#[pyfunction]
+pub fn adam_step(py: Python<'_>, groups: Vec<Bound<'_, PyDict>>) -> PyResult<()> {
+    step::<Adam>(py, groups)
+}
+
+type NormGroup = (AdagradNormHyper, Vec<usize>);
+
+/// Pass 1: each tensor's sum of squares, added to its accumulator in tensor order.
+fn add_squares<T: Real>(hypers: &[NormGroup], flats: &[Flat<'_, T>], b_sq: &mut [f64]) {
+    let work = flats
+        .iter()
+        .map(|f| GradSquares::new(&hypers[f.slot].0, f.param.as_slice(), f.grad.slice()))
+        .collect();
+    for (f, s) in flats.iter().zip(pool::sum_all(work, GradSquares::sum)) {
+        b_sq[hypers[f.slot].1[f.position]] += s;
+    }
+}
+
+/// Pass 2: `theta <- theta - lr / b * g` with each tensor's new `b`.
+fn apply_norm_step<T: Real>(hypers: &[NormGroup], flats: &mut [Flat<'_, T>], b_sq: &[f64]) {
+    let work = flats
+        .iter_mut()
+        .map(|f| {
+            let (h, accumulator) = &hypers[f.slot];
+            AdagradNormTensor::new(
+                h,
+                b_sq[accumulator[f.position]],
+                f.param.slice(),
+                f.grad.slice(),
+            )
+        })
+        .collect();
+    pool::update_all(work);
+    flats.iter_mut().for_each(Flat::write_back);
+}
+
+fn norm_hyper(g: &Bound<'_, PyDict>) -> PyResult<NormGroup> {
+    let h = AdagradNormHyper {
+        lr: item(g, "lr")?,
+        weight_decay: item(g, "weight_decay")?,
+        maximize: item(g, "maximize")?,
+    };
+    Ok((h, item(g, "accumulator")?))
+}
+
+/// Scalar AdaGrad (AdaGrad-Norm) on every group.
+///
+/// Each tensor names the accumulator it adds its `||g||^2` to (its scope);
+/// `b_sq` holds the accumulators' current values. Returns their new values.
+#[pyfunction]
+pub fn adagrad_norm_step(
+    py: Python<'_>,
+    groups: Vec<Bound<'_, PyDict>>,
+    b_sq: Vec<f64>,
+) -> PyResult<Vec<f64>> {
+    let hypers = groups
+        .iter()
+        .map(norm_hyper)
+        .collect::<PyResult<Vec<_>>>()?;
+    let tensors = groups
+        .iter()
+        .map(|g| g.extract::<Tensors<'_>>())
+        .collect::<PyResult<Vec<_>>>()?;
+    for ((_, accumulator), t) in hypers.iter().zip(&tensors) {
+        if accumulator.len() != t.params.len() || accumulator.iter().any(|&a| a >= b_sq.len()) {
+            return Err(Error::Malformed(format!(
+                "param_groups[{}]: accumulator indices do not match its {} params and {} accumulators",
+                t.group,
+                t.params.len(),
+                b_sq.len()
+            ))
+            .into());
+        }
+    }
+    let mut batch = Batch::borrow(&tensors, &[])?;
+    let mut flat32: Vec<_> = batch.f32.iter_mut().map(|b| b.flat()).collect();
+    let mut flat64: Vec<_> = batch.f64.iter_mut().map(|b| b.flat()).collect();
+    let b_sq = py.detach(move || {
+        let mut b_sq = b_sq;
+        add_squares(&hypers, &flat32, &mut b_sq);
+        add_squares(&hypers, &flat64, &mut b_sq);
+        apply_norm_step(&hypers, &mut flat32, &b_sq);
+        apply_norm_step(&hypers, &mut flat64, &b_sq);
+        b_sq
+    });
+    Ok(b_sq)
+}

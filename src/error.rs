@@ -1,0 +1,80 @@
+//! The one error type of the binding layer, and its one conversion to a Python exception.
+
+use std::fmt;
+
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::PyErr;
+
+/// Everything that can be wrong with the arrays handed to a step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Error {
+    /// An array that is not float32/float64, or whose dtype differs from its parameter's.
+    Dtype {
+        /// The array, as the user knows it.
+        what: String,
+        /// Its dtype.
+        found: String,
+        /// What it should be.
+        expected: &'static str,
+    },
+    /// An object that is not a NumPy array at all.
+    NotAnArray {
+        /// The object, as the user knows it.
+        what: String,
+        /// Its Python type.
+        found: String,
+    },
+    /// A gradient or state array whose shape differs from its parameter's.
+    Shape {
+        /// The array, as the user knows it.
+        what: String,
+        /// Its shape.
+        found: Vec<usize>,
+        /// The parameter's shape.
+        expected: Vec<usize>,
+    },
+    /// A parameter or state array that NumPy marks read-only.
+    ReadOnly {
+        /// The array, as the user knows it.
+        what: String,
+    },
+    /// Memory shared with another array in the same step.
+    Overlap {
+        /// The array, as the user knows it.
+        what: String,
+    },
+    /// Lists of different lengths, or a state array missing.
+    Malformed(String),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Dtype { what, found, expected } => {
+                write!(f, "{what} has dtype {found}, expected {expected}")
+            }
+            Self::NotAnArray { what, found } => write!(f, "{what} must be a numpy.ndarray, got {found}"),
+            Self::Shape { what, found, expected } => {
+                write!(f, "{what} has shape {found:?}, expected {expected:?} (the parameter's shape)")
+            }
+            Self::ReadOnly { what } => write!(f, "{what} is read-only (its WRITEABLE flag is off)"),
+            Self::Overlap { what } => write!(
+                f,
+                "{what} shares memory with another parameter, gradient or state array in this step; \
+                 pass each array once and keep parameters, gradients and state disjoint"
+            ),
+            Self::Malformed(msg) => f.write_str(msg),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<Error> for PyErr {
+    fn from(err: Error) -> Self {
+        match err {
+            Error::Dtype { .. } | Error::NotAnArray { .. } => PyTypeError::new_err(err.to_string()),
+            _ => PyValueError::new_err(err.to_string()),
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! AdaGrad (Duchi, Hazan & Singer 2011, JMLR 12).
+//!
+//! The lecture's diagonal preconditioner `theta <- theta - eta (B + eps I)^{-1} g`,
+//! with `B(i,i) = sqrt(sum_j g_j(i)^2)`, plus torch's learning-rate decay:
+//!
+//! ```text
+//! g   <- -g if maximize;  g <- g + weight_decay * theta
+//! sum <- sum + g^2
+//! theta <- theta - lr / (1 + (t - 1) lr_decay) * g / (sqrt(sum) + eps)
+//! ```
+
+use super::{effective_grad, Chunk, Cut, Real, Update};
+
+/// AdaGrad hyperparameters of one param group.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdagradHyper {
+    /// Learning rate (the lecture's eta).
+    pub lr: f64,
+    /// Decay of the learning rate with the step number.
+    pub lr_decay: f64,
+    /// L2 penalty added to the gradient.
+    pub weight_decay: f64,
+    /// Added to `sqrt(sum)` (the lecture's epsilon).
+    pub eps: f64,
+    /// Ascend instead of descend.
+    pub maximize: bool,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Scalars<T> {
+    neg_clr: T,
+    weight_decay: T,
+    eps: T,
+    maximize: bool,
+}
+
+/// One tensor's AdaGrad step.
+#[derive(Debug)]
+pub struct AdagradTensor<'a, T> {
+    s: Scalars<T>,
+    param: &'a mut [T],
+    grad: &'a [T],
+    sum: &'a mut [T],
+}
+
+impl<'a, T: Real> AdagradTensor<'a, T> {
+    /// Prepares step number `step` (1 on the first step).
+    pub fn new(
+        h: &AdagradHyper,
+        step: f64,
+        param: &'a mut [T],
+        grad: &'a [T],
+        sum: &'a mut [T],
+    ) -> Self {
+        let clr = h.lr / (1.0 + (step - 1.0) * h.lr_decay);
+        let s = Scalars {
+            neg_clr: T::of(-clr),
+            weight_decay: T::of(h.weight_decay),
+            eps: T::of(h.eps),
+            maximize: h.maximize,
+        };
+        Self {
+            s,
+            param,
+            grad,
+            sum,
+        }
+    }
+}
+
+impl<T: Real> Chunk for AdagradTensor<'_, T> {
+    fn len(&self) -> usize {
+        self.param.len()
+    }
+    fn split_at(self, mid: usize) -> (Self, Self) {
+        let (p0, p1) = self.param.cut(mid);
+        let (g0, g1) = self.grad.cut(mid);
+        let (s0, s1) = self.sum.cut(mid);
+        let s = self.s;
+        (
+            Self {
+                s,
+                param: p0,
+                grad: g0,
+                sum: s0,
+            },
+            Self {
+                s,
+                param: p1,
+                grad: g1,
+                sum: s1,
+            },
+        )
+    }
+}
+
+impl<T: Real> Update for AdagradTensor<'_, T> {
+    fn update(self) {
+        let s = self.s;
+        for ((p, &g), sum) in self.param.iter_mut().zip(self.grad).zip(self.sum) {
+            let g = effective_grad(g, *p, s.maximize, s.weight_decay);
+            *sum = *sum + g * g;
+            let std = sum.sqrt() + s.eps;
+            *p = *p + s.neg_clr * g / std;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::testing::{assert_close, wave};
+
+    /// The lecture's `theta - eta (B_k + eps I)^{-1} g_k`, `B_k = sqrt(sum_{j<=k} g_j^2)`.
+    #[test]
+    fn matches_lecture_preconditioner() {
+        let h = AdagradHyper {
+            lr: 0.5,
+            lr_decay: 0.0,
+            weight_decay: 0.0,
+            eps: 1e-10,
+            maximize: false,
+        };
+        let n = 6;
+        let mut theta = wave(n, 7);
+        let mut sum = vec![0.0; n];
+        let mut reference = theta.clone();
+        let mut history: Vec<Vec<f64>> = Vec::new();
+        for k in 1..=20 {
+            let g = wave(n, k);
+            history.push(g.clone());
+            AdagradTensor::new(&h, k as f64, &mut theta, &g, &mut sum).update();
+            for i in 0..n {
+                let b = history.iter().map(|gj| gj[i] * gj[i]).sum::<f64>().sqrt();
+                reference[i] -= h.lr * g[i] / (b + h.eps);
+            }
+            assert_close(&theta, &reference, 1e-12);
+        }
+    }
+
+    #[test]
+    fn lr_decay_shrinks_the_step() {
+        let h = AdagradHyper {
+            lr: 1.0,
+            lr_decay: 1.0,
+            weight_decay: 0.0,
+            eps: 0.0,
+            maximize: false,
+        };
+        let (mut p, mut sum) = ([0.0f64], [0.0f64]);
+        AdagradTensor::new(&h, 3.0, &mut p, &[2.0], &mut sum).update();
+        assert_eq!(p[0], -1.0 / 3.0);
+    }
+}

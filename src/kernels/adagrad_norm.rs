@@ -1,0 +1,187 @@
+//! Scalar AdaGrad, "AdaGrad-Norm" (Ward, Wu & Bottou 2018, arXiv:1806.01811).
+//!
+//! The lecture's scalar preconditioner `B_k = b_k I`, where the current gradient
+//! enters `b` before it is used:
+//!
+//! ```text
+//! g <- -g if maximize;  g <- g + weight_decay * theta
+//! b_k^2 <- b_{k-1}^2 + ||g_k||_2^2,      b_0 > 0
+//! theta_k <- theta_{k-1} - lr / b_k * g_k
+//! ```
+//!
+//! The norm is taken over a scope (all parameters, a param group, or one tensor),
+//! so a step is two passes: [`GradSquares`] sums `g^2` per tensor, the caller
+//! combines the sums into `b_k`, then [`AdagradNormTensor`] applies the update.
+//! Sums are accumulated in `f64` even for `f32` data, so `||g||^2` cannot
+//! overflow, and they are computed in fixed pieces added in a fixed order, so
+//! `b` has the same bits for any number of threads.
+
+use super::{effective_grad, Chunk, Cut, Real, Update};
+
+/// The parts of the gradient transform shared by both passes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdagradNormHyper {
+    /// Learning rate, multiplying `1 / b_k` (the paper's eta; 1 in the lecture).
+    pub lr: f64,
+    /// L2 penalty added to the gradient.
+    pub weight_decay: f64,
+    /// Ascend instead of descend.
+    pub maximize: bool,
+}
+
+/// First pass: `sum(g^2)` of one tensor's effective gradient, in `f64`.
+#[derive(Debug)]
+pub struct GradSquares<'a, T> {
+    weight_decay: T,
+    maximize: bool,
+    param: &'a [T],
+    grad: &'a [T],
+}
+
+impl<'a, T: Real> GradSquares<'a, T> {
+    /// Prepares the first pass over one tensor.
+    pub fn new(h: &AdagradNormHyper, param: &'a [T], grad: &'a [T]) -> Self {
+        Self {
+            weight_decay: T::of(h.weight_decay),
+            maximize: h.maximize,
+            param,
+            grad,
+        }
+    }
+
+    /// `sum_i g_i^2`, accumulated left to right in `f64`.
+    pub fn sum(self) -> f64 {
+        let mut acc = 0.0f64;
+        for (&p, &g) in self.param.iter().zip(self.grad) {
+            let g = effective_grad(g, p, self.maximize, self.weight_decay).widen();
+            acc += g * g;
+        }
+        acc
+    }
+}
+
+impl<T: Real> Chunk for GradSquares<'_, T> {
+    fn len(&self) -> usize {
+        self.param.len()
+    }
+    fn split_at(self, mid: usize) -> (Self, Self) {
+        let (p0, p1) = self.param.cut(mid);
+        let (g0, g1) = self.grad.cut(mid);
+        let (weight_decay, maximize) = (self.weight_decay, self.maximize);
+        (
+            Self {
+                weight_decay,
+                maximize,
+                param: p0,
+                grad: g0,
+            },
+            Self {
+                weight_decay,
+                maximize,
+                param: p1,
+                grad: g1,
+            },
+        )
+    }
+}
+
+/// Second pass: `theta <- theta - lr / b * g` for one tensor.
+#[derive(Debug)]
+pub struct AdagradNormTensor<'a, T> {
+    neg_step: T,
+    weight_decay: T,
+    maximize: bool,
+    param: &'a mut [T],
+    grad: &'a [T],
+}
+
+impl<'a, T: Real> AdagradNormTensor<'a, T> {
+    /// Prepares the update with the scope's new accumulator `b_sq = b_k^2`.
+    pub fn new(h: &AdagradNormHyper, b_sq: f64, param: &'a mut [T], grad: &'a [T]) -> Self {
+        Self {
+            neg_step: T::of(-(h.lr / b_sq.sqrt())),
+            weight_decay: T::of(h.weight_decay),
+            maximize: h.maximize,
+            param,
+            grad,
+        }
+    }
+}
+
+impl<T: Real> Chunk for AdagradNormTensor<'_, T> {
+    fn len(&self) -> usize {
+        self.param.len()
+    }
+    fn split_at(self, mid: usize) -> (Self, Self) {
+        let (p0, p1) = self.param.cut(mid);
+        let (g0, g1) = self.grad.cut(mid);
+        let (neg_step, weight_decay, maximize) = (self.neg_step, self.weight_decay, self.maximize);
+        (
+            Self {
+                neg_step,
+                weight_decay,
+                maximize,
+                param: p0,
+                grad: g0,
+            },
+            Self {
+                neg_step,
+                weight_decay,
+                maximize,
+                param: p1,
+                grad: g1,
+            },
+        )
+    }
+}
+
+impl<T: Real> Update for AdagradNormTensor<'_, T> {
+    fn update(self) {
+        for (p, &g) in self.param.iter_mut().zip(self.grad) {
+            let g = effective_grad(g, *p, self.maximize, self.weight_decay);
+            *p = *p + self.neg_step * g;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::testing::{assert_close, wave};
+
+    /// Ward et al.'s update on one tensor: b^2 += ||g||^2, then theta -= g / b.
+    #[test]
+    fn matches_ward_et_al() {
+        let h = AdagradNormHyper {
+            lr: 1.0,
+            weight_decay: 0.0,
+            maximize: false,
+        };
+        let n = 8;
+        let mut theta = wave(n, 5);
+        let mut reference = theta.clone();
+        let (mut b_sq, mut reference_b_sq) = (0.01f64 * 0.01, 0.01f64 * 0.01);
+        for k in 1..=20 {
+            let g = wave(n, k);
+            b_sq += GradSquares::new(&h, &theta, &g).sum();
+            AdagradNormTensor::new(&h, b_sq, &mut theta, &g).update();
+            reference_b_sq += g.iter().map(|x| x * x).sum::<f64>();
+            for i in 0..n {
+                reference[i] -= g[i] / reference_b_sq.sqrt();
+            }
+            assert_close(&theta, &reference, 1e-12);
+        }
+    }
+
+    #[test]
+    fn f32_squares_do_not_overflow() {
+        let h = AdagradNormHyper {
+            lr: 1.0,
+            weight_decay: 0.0,
+            maximize: true,
+        };
+        let g = [3e38f32, 3e38];
+        let s = GradSquares::new(&h, &[0.0, 0.0], &g).sum();
+        assert!(s.is_finite() && s > 1e77);
+    }
+}

@@ -1,0 +1,154 @@
+//! Pure optimizer math on flat slices: no Python, no threads.
+//!
+//! Every algorithm is a `*Tensor` struct that holds one tensor's parameter,
+//! gradient and state slices plus the per-step scalars, in the element type
+//! `T` (`f32` or `f64`). It implements [`Chunk`], so the scheduler in
+//! [`crate::pool`] can cut it into pieces and run them anywhere; the update
+//! of one element never depends on another element, so any cut gives the
+//! same bits.
+//!
+//! Per-step scalars (bias corrections, step sizes) are computed once in `f64`
+//! and rounded to `T`, and element operations follow torch's order, which is
+//! what makes the parity tests tight.
+
+pub mod adadelta;
+pub mod adagrad;
+pub mod adagrad_norm;
+pub mod adam;
+pub mod rmsprop;
+pub mod sgd;
+
+/// The floating-point element types the kernels are written for.
+pub trait Real: num_traits::Float + Send + Sync + 'static {
+    /// Rounds an `f64` hyperparameter to this type, as torch does with Python scalars.
+    fn of(x: f64) -> Self;
+    /// Widens to `f64`, exactly.
+    fn widen(self) -> f64;
+}
+
+impl Real for f32 {
+    #[inline(always)]
+    fn of(x: f64) -> Self {
+        x as f32
+    }
+    #[inline(always)]
+    fn widen(self) -> f64 {
+        f64::from(self)
+    }
+}
+
+impl Real for f64 {
+    #[inline(always)]
+    fn of(x: f64) -> Self {
+        x
+    }
+    #[inline(always)]
+    fn widen(self) -> f64 {
+        self
+    }
+}
+
+/// A piece of elementwise work that can be cut in two at any element.
+pub trait Chunk: Send + Sized {
+    /// Number of elements.
+    fn len(&self) -> usize;
+    /// Whether there is nothing to do.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The first `mid` elements and the rest; `mid <= self.len()`.
+    fn split_at(self, mid: usize) -> (Self, Self);
+}
+
+/// A chunk that updates its parameters in place.
+pub trait Update: Chunk {
+    /// Applies the optimizer step to every element of the chunk.
+    fn update(self);
+}
+
+/// Splitting a borrowed slice (or an optional one) at an element.
+pub trait Cut: Sized {
+    /// The first `mid` elements and the rest.
+    fn cut(self, mid: usize) -> (Self, Self);
+}
+
+impl<T> Cut for &mut [T] {
+    #[inline]
+    fn cut(self, mid: usize) -> (Self, Self) {
+        self.split_at_mut(mid)
+    }
+}
+
+impl<T> Cut for &[T] {
+    #[inline]
+    fn cut(self, mid: usize) -> (Self, Self) {
+        self.split_at(mid)
+    }
+}
+
+impl<S: Cut> Cut for Option<S> {
+    #[inline]
+    fn cut(self, mid: usize) -> (Self, Self) {
+        match self {
+            Some(s) => {
+                let (a, b) = s.cut(mid);
+                (Some(a), Some(b))
+            }
+            None => (None, None),
+        }
+    }
+}
+
+/// The gradient the update sees: `-g` when maximizing, then `+ weight_decay * p`
+/// (torch's `grad.add(param, alpha=weight_decay)`; L2 regularization).
+#[inline(always)]
+pub fn effective_grad<T: Real>(g: T, p: T, maximize: bool, weight_decay: T) -> T {
+    let g = if maximize { -g } else { g };
+    if weight_decay != T::zero() {
+        g + weight_decay * p
+    } else {
+        g
+    }
+}
+
+/// torch's `lerp_(end, weight)`: `start + w (end - start)` for `w < 0.5`,
+/// else `end - (end - start)(1 - w)`.
+#[inline(always)]
+pub fn lerp<T: Real>(start: T, end: T, weight: T) -> T {
+    if weight < T::of(0.5) {
+        start + weight * (end - start)
+    } else {
+        end - (end - start) * (T::one() - weight)
+    }
+}
+
+/// torch's `maximum`: the larger value, NaN if either is NaN.
+#[inline(always)]
+pub fn maximum<T: Real>(a: T, b: T) -> T {
+    if b > a || b.is_nan() {
+        b
+    } else {
+        a
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! Small helpers shared by the kernel unit tests.
+
+    /// A deterministic pseudo-random gradient sequence (no `rand` needed).
+    pub fn wave(n: usize, k: usize) -> Vec<f64> {
+        (0..n)
+            .map(|i| ((i as f64 + 1.0) * 0.731 + k as f64 * 1.37).sin() * (1.0 + i as f64 * 0.1))
+            .collect()
+    }
+
+    /// Asserts two slices agree to a relative tolerance.
+    pub fn assert_close(a: &[f64], b: &[f64], rtol: f64) {
+        assert_eq!(a.len(), b.len());
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            let scale = x.abs().max(y.abs()).max(1e-300);
+            assert!((x - y).abs() <= rtol * scale, "element {i}: {x} vs {y}");
+        }
+    }
+}

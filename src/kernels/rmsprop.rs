@@ -1,0 +1,215 @@
+//! RMSprop (Hinton, Coursera lecture 6e, 2012), with momentum and centering
+//! (Graves 2013).
+//!
+//! The lecture's `B_k = gamma B_{k-1} + (1 - gamma) g_k^2` (torch's `alpha` is the
+//! lecture's gamma) and `theta <- theta - eta (B + eps I)^{-1/2} g`. torch puts eps
+//! outside the square root, `g / (sqrt(B) + eps)`; `eps_in_sqrt` selects the
+//! lecture's form `g / sqrt(B + eps)`.
+//!
+//! ```text
+//! g <- -g if maximize;  g <- g + weight_decay * theta
+//! B <- alpha B + (1 - alpha) g^2                    (square_avg)
+//! a <- alpha a + (1 - alpha) g                      (grad_avg, centered only)
+//! d <- sqrt(B - a^2) + eps   or   sqrt(B - a^2 + eps) with eps_in_sqrt   (a = 0 unless centered)
+//! buf <- momentum buf + g / d;  theta <- theta - lr buf     (momentum > 0)
+//! theta <- theta - lr g / d                                  (otherwise)
+//! ```
+
+use super::{effective_grad, lerp, Chunk, Cut, Real, Update};
+
+/// RMSprop hyperparameters of one param group.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RmspropHyper {
+    /// Learning rate (the lecture's eta).
+    pub lr: f64,
+    /// Smoothing constant (the lecture's gamma).
+    pub alpha: f64,
+    /// Added to the denominator.
+    pub eps: f64,
+    /// L2 penalty added to the gradient.
+    pub weight_decay: f64,
+    /// Momentum factor; 0 disables the buffer.
+    pub momentum: f64,
+    /// Normalize by the estimated variance instead of the second moment.
+    pub centered: bool,
+    /// Ascend instead of descend.
+    pub maximize: bool,
+    /// The lecture's `(B + eps I)^{-1/2}` instead of torch's `(sqrt(B) + eps)^{-1}`.
+    pub eps_in_sqrt: bool,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Scalars<T> {
+    neg_lr: T,
+    alpha: T,
+    one_minus_alpha: T,
+    eps: T,
+    weight_decay: T,
+    momentum: T,
+    maximize: bool,
+    eps_in_sqrt: bool,
+}
+
+/// One tensor's RMSprop step.
+#[derive(Debug)]
+pub struct RmspropTensor<'a, T> {
+    s: Scalars<T>,
+    param: &'a mut [T],
+    grad: &'a [T],
+    square_avg: &'a mut [T],
+    grad_avg: Option<&'a mut [T]>,
+    momentum_buffer: Option<&'a mut [T]>,
+}
+
+impl<'a, T: Real> RmspropTensor<'a, T> {
+    /// Prepares a step; `grad_avg` is `Some` exactly when centered and
+    /// `momentum_buffer` exactly when `momentum > 0`.
+    pub fn new(
+        h: &RmspropHyper,
+        param: &'a mut [T],
+        grad: &'a [T],
+        square_avg: &'a mut [T],
+        grad_avg: Option<&'a mut [T]>,
+        momentum_buffer: Option<&'a mut [T]>,
+    ) -> Self {
+        let s = Scalars {
+            neg_lr: T::of(-h.lr),
+            alpha: T::of(h.alpha),
+            one_minus_alpha: T::of(1.0 - h.alpha),
+            eps: T::of(h.eps),
+            weight_decay: T::of(h.weight_decay),
+            momentum: T::of(h.momentum),
+            maximize: h.maximize,
+            eps_in_sqrt: h.eps_in_sqrt,
+        };
+        Self {
+            s,
+            param,
+            grad,
+            square_avg,
+            grad_avg,
+            momentum_buffer,
+        }
+    }
+}
+
+impl<T: Real> Chunk for RmspropTensor<'_, T> {
+    fn len(&self) -> usize {
+        self.param.len()
+    }
+    fn split_at(self, mid: usize) -> (Self, Self) {
+        let (p0, p1) = self.param.cut(mid);
+        let (g0, g1) = self.grad.cut(mid);
+        let (q0, q1) = self.square_avg.cut(mid);
+        let (a0, a1) = self.grad_avg.cut(mid);
+        let (b0, b1) = self.momentum_buffer.cut(mid);
+        let s = self.s;
+        (
+            Self {
+                s,
+                param: p0,
+                grad: g0,
+                square_avg: q0,
+                grad_avg: a0,
+                momentum_buffer: b0,
+            },
+            Self {
+                s,
+                param: p1,
+                grad: g1,
+                square_avg: q1,
+                grad_avg: a1,
+                momentum_buffer: b1,
+            },
+        )
+    }
+}
+
+impl<T: Real> Update for RmspropTensor<'_, T> {
+    fn update(self) {
+        let s = self.s;
+        let mut grad_avg = self.grad_avg.map(|a| a.iter_mut());
+        let mut momentum_buffer = self.momentum_buffer.map(|b| b.iter_mut());
+        for ((p, &g), sq) in self.param.iter_mut().zip(self.grad).zip(self.square_avg) {
+            let g = effective_grad(g, *p, s.maximize, s.weight_decay);
+            *sq = *sq * s.alpha + s.one_minus_alpha * g * g;
+            // torch: square_avg.addcmul(grad_avg, grad_avg, value=-1)
+            let variance = match grad_avg.as_mut().and_then(Iterator::next) {
+                Some(a) => {
+                    *a = lerp(*a, g, s.one_minus_alpha);
+                    *sq + -*a * *a
+                }
+                None => *sq,
+            };
+            let denom = if s.eps_in_sqrt {
+                (variance + s.eps).sqrt()
+            } else {
+                variance.sqrt() + s.eps
+            };
+            match momentum_buffer.as_mut().and_then(Iterator::next) {
+                Some(buf) => {
+                    *buf = *buf * s.momentum + g / denom;
+                    *p = *p + s.neg_lr * *buf;
+                }
+                None => *p = *p + s.neg_lr * g / denom,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::testing::{assert_close, wave};
+
+    fn hyper(eps_in_sqrt: bool) -> RmspropHyper {
+        RmspropHyper {
+            lr: 1e-2,
+            alpha: 0.9,
+            eps: 1e-3,
+            weight_decay: 0.0,
+            momentum: 0.0,
+            centered: false,
+            maximize: false,
+            eps_in_sqrt,
+        }
+    }
+
+    /// The lecture's `theta - eta (B_k + eps I)^{-1/2} g_k`.
+    #[test]
+    fn eps_in_sqrt_is_the_lecture_form() {
+        let h = hyper(true);
+        let n = 5;
+        let mut theta = wave(n, 3);
+        let mut sq = vec![0.0; n];
+        let (mut reference, mut b) = (theta.clone(), vec![0.0; n]);
+        for k in 1..=20 {
+            let g = wave(n, k);
+            RmspropTensor::new(&h, &mut theta, &g, &mut sq, None, None).update();
+            for i in 0..n {
+                b[i] = h.alpha * b[i] + (1.0 - h.alpha) * g[i] * g[i];
+                reference[i] -= h.lr * g[i] / (b[i] + h.eps).sqrt();
+            }
+            assert_close(&theta, &reference, 1e-12);
+        }
+    }
+
+    #[test]
+    fn centered_with_momentum_splits_like_whole() {
+        let h = RmspropHyper {
+            centered: true,
+            momentum: 0.5,
+            ..hyper(false)
+        };
+        let n = 11;
+        let g = wave(n, 1);
+        let mut a = (wave(n, 2), vec![0.1; n], vec![0.0; n], vec![0.0; n]);
+        let mut b = a.clone();
+        RmspropTensor::new(&h, &mut a.0, &g, &mut a.1, Some(&mut a.2), Some(&mut a.3)).update();
+        let (x, y) = RmspropTensor::new(&h, &mut b.0, &g, &mut b.1, Some(&mut b.2), Some(&mut b.3))
+            .split_at(4);
+        y.update();
+        x.update();
+        assert_eq!(a, b);
+    }
+}

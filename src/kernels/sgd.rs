@@ -1,0 +1,196 @@
+//! SGD with Polyak (heavy-ball) momentum, Nesterov momentum and dampening.
+//!
+//! torch's form, which the lecture's forms reduce to (Polyak 1964; Nesterov 1983;
+//! Sutskever et al. 2013):
+//!
+//! ```text
+//! g  <- -g if maximize;  g <- g + weight_decay * theta
+//! b  <- g                                     (first step)
+//! b  <- momentum * b + (1 - dampening) * g    (later steps)
+//! g  <- g + momentum * b   if nesterov,  else  g <- b
+//! theta <- theta - lr * g
+//! ```
+//!
+//! With `dampening = 0` this is the lecture's heavy ball
+//! `theta_{k+1} = theta_k + beta (theta_k - theta_{k-1}) - alpha grad L(theta_k)`,
+//! and with `nesterov` the parameters follow the lecture's look-ahead sequence
+//! `theta_hat_k`. With `momentum = 0` it is plain (minibatch) SGD.
+
+use super::{effective_grad, Chunk, Cut, Real, Update};
+
+/// SGD hyperparameters of one param group.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SgdHyper {
+    /// Learning rate `lr` (the lecture's alpha or eta).
+    pub lr: f64,
+    /// Momentum factor (the lecture's beta); 0 disables the buffer.
+    pub momentum: f64,
+    /// Dampening of the gradient entering the buffer.
+    pub dampening: f64,
+    /// L2 penalty added to the gradient.
+    pub weight_decay: f64,
+    /// Use Nesterov momentum.
+    pub nesterov: bool,
+    /// Ascend instead of descend.
+    pub maximize: bool,
+}
+
+/// Per-step scalars in the element type.
+#[derive(Clone, Copy, Debug)]
+struct Scalars<T> {
+    neg_lr: T,
+    momentum: T,
+    one_minus_dampening: T,
+    weight_decay: T,
+    nesterov: bool,
+    maximize: bool,
+}
+
+/// One tensor's SGD step.
+#[derive(Debug)]
+pub struct SgdTensor<'a, T> {
+    s: Scalars<T>,
+    /// `true` when the momentum buffer was just created: it is set to the gradient.
+    first: bool,
+    param: &'a mut [T],
+    grad: &'a [T],
+    momentum_buffer: Option<&'a mut [T]>,
+}
+
+impl<'a, T: Real> SgdTensor<'a, T> {
+    /// Prepares a step. `momentum_buffer` must be `Some` exactly when `momentum != 0`;
+    /// `first` says whether it holds no history yet.
+    pub fn new(
+        h: &SgdHyper,
+        first: bool,
+        param: &'a mut [T],
+        grad: &'a [T],
+        momentum_buffer: Option<&'a mut [T]>,
+    ) -> Self {
+        let s = Scalars {
+            neg_lr: T::of(-h.lr),
+            momentum: T::of(h.momentum),
+            one_minus_dampening: T::of(1.0 - h.dampening),
+            weight_decay: T::of(h.weight_decay),
+            nesterov: h.nesterov,
+            maximize: h.maximize,
+        };
+        Self {
+            s,
+            first,
+            param,
+            grad,
+            momentum_buffer,
+        }
+    }
+}
+
+impl<T: Real> Chunk for SgdTensor<'_, T> {
+    fn len(&self) -> usize {
+        self.param.len()
+    }
+    fn split_at(self, mid: usize) -> (Self, Self) {
+        let (p0, p1) = self.param.cut(mid);
+        let (g0, g1) = self.grad.cut(mid);
+        let (b0, b1) = self.momentum_buffer.cut(mid);
+        let (s, first) = (self.s, self.first);
+        (
+            Self {
+                s,
+                first,
+                param: p0,
+                grad: g0,
+                momentum_buffer: b0,
+            },
+            Self {
+                s,
+                first,
+                param: p1,
+                grad: g1,
+                momentum_buffer: b1,
+            },
+        )
+    }
+}
+
+impl<T: Real> Update for SgdTensor<'_, T> {
+    fn update(self) {
+        let s = self.s;
+        match self.momentum_buffer {
+            None => {
+                for (p, &g) in self.param.iter_mut().zip(self.grad) {
+                    let g = effective_grad(g, *p, s.maximize, s.weight_decay);
+                    *p = *p + s.neg_lr * g;
+                }
+            }
+            Some(buf) => {
+                for ((p, &g), b) in self.param.iter_mut().zip(self.grad).zip(buf) {
+                    let g = effective_grad(g, *p, s.maximize, s.weight_decay);
+                    *b = if self.first {
+                        g
+                    } else {
+                        *b * s.momentum + s.one_minus_dampening * g
+                    };
+                    let d = if s.nesterov { g + s.momentum * *b } else { *b };
+                    *p = *p + s.neg_lr * d;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::testing::{assert_close, wave};
+
+    fn hyper(momentum: f64, nesterov: bool) -> SgdHyper {
+        SgdHyper {
+            lr: 0.1,
+            momentum,
+            dampening: 0.0,
+            weight_decay: 0.0,
+            nesterov,
+            maximize: false,
+        }
+    }
+
+    /// Heavy ball: theta_{k+1} = theta_k + beta (theta_k - theta_{k-1}) - alpha g_k.
+    #[test]
+    fn momentum_is_polyak_heavy_ball() {
+        let (alpha, beta) = (0.1, 0.9);
+        let mut theta = wave(7, 99);
+        let mut buf = vec![0.0; 7];
+        let (mut cur, mut prev) = (theta.clone(), theta.clone());
+        for k in 0..20 {
+            let g = wave(7, k);
+            SgdTensor::new(&hyper(beta, false), k == 0, &mut theta, &g, Some(&mut buf)).update();
+            let next: Vec<f64> = (0..7)
+                .map(|i| cur[i] + beta * (cur[i] - prev[i]) - alpha * g[i])
+                .collect();
+            prev = std::mem::replace(&mut cur, next);
+            assert_close(&theta, &cur, 1e-12);
+        }
+    }
+
+    #[test]
+    fn plain_sgd_and_chunking_agree() {
+        let h = SgdHyper {
+            weight_decay: 0.01,
+            maximize: true,
+            ..hyper(0.0, false)
+        };
+        let mut a = wave(10, 1);
+        let mut b = a.clone();
+        let g = wave(10, 2);
+        SgdTensor::new(&h, true, &mut a, &g, None).update();
+        let (x, y) = SgdTensor::new(&h, true, &mut b, &g, None).split_at(3);
+        x.update();
+        y.update();
+        assert_eq!(a, b);
+        let want: Vec<f64> = (0..10)
+            .map(|i| wave(10, 1)[i] - 0.1 * (-g[i] + 0.01 * wave(10, 1)[i]))
+            .collect();
+        assert_close(&a, &want, 1e-15);
+    }
+}

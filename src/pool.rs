@@ -1,0 +1,185 @@
+//! The thread pool and the scheduler that runs one optimizer step as one
+//! parallel region over all tensors.
+//!
+//! Every tensor is cut into pieces of [`CHUNK`] elements; the pieces of all
+//! tensors form one work list that rayon spreads over the pool. Small steps run
+//! serially on the calling thread. The cut points depend only on tensor sizes,
+//! never on the thread count, so reductions give the same bits everywhere.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use rayon::prelude::*;
+use rayon::{ThreadPool, ThreadPoolBuilder};
+
+use crate::kernels::{Chunk, Update};
+
+/// Elements per piece of work: large enough to amortise scheduling, small
+/// enough to balance a few large tensors over the cores.
+pub const CHUNK: usize = 1 << 15;
+
+/// Below this many elements in a step, stay on the calling thread.
+pub const SERIAL_BELOW: usize = 1 << 16;
+
+struct Pool {
+    threads: usize,
+    /// Process that built the pool: a forked child must not reuse its parent's threads.
+    pid: u32,
+    pool: Option<Arc<ThreadPool>>,
+}
+
+static POOL: Mutex<Option<Pool>> = Mutex::new(None);
+
+fn default_threads() -> usize {
+    let from_env = std::env::var("FERROPTIM_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok());
+    match from_env {
+        Some(n) if n > 0 => n,
+        _ => std::thread::available_parallelism().map_or(1, usize::from),
+    }
+}
+
+/// Sets the number of threads used by every following step (at least 1).
+pub fn set_num_threads(threads: usize) {
+    let mut slot = POOL.lock().unwrap_or_else(PoisonError::into_inner);
+    *slot = Some(Pool {
+        threads: threads.max(1),
+        pid: std::process::id(),
+        pool: None,
+    });
+}
+
+/// The number of threads steps run on.
+pub fn num_threads() -> usize {
+    let mut slot = POOL.lock().unwrap_or_else(PoisonError::into_inner);
+    current(&mut slot).threads
+}
+
+fn current(slot: &mut Option<Pool>) -> &mut Pool {
+    let pid = std::process::id();
+    let p = slot.get_or_insert_with(|| Pool {
+        threads: default_threads(),
+        pid,
+        pool: None,
+    });
+    if p.pid != pid {
+        // First use in a forked child: the parent's worker threads do not exist
+        // here. Keep the setting, build a fresh pool on demand, and leak the old
+        // one rather than signal threads that are gone.
+        std::mem::forget(p.pool.take());
+        p.pid = pid;
+    }
+    p
+}
+
+/// The pool to run a parallel step on, or `None` when steps run serially.
+fn pool() -> Option<Arc<ThreadPool>> {
+    let mut slot = POOL.lock().unwrap_or_else(PoisonError::into_inner);
+    let p = current(&mut slot);
+    if p.threads <= 1 {
+        return None;
+    }
+    if p.pool.is_none() {
+        // A pool that cannot be built (no threads left) degrades to serial steps.
+        p.pool = ThreadPoolBuilder::new()
+            .num_threads(p.threads)
+            .thread_name(|i| format!("ferroptim-{i}"))
+            .build()
+            .ok()
+            .map(Arc::new);
+    }
+    p.pool.clone()
+}
+
+/// Cuts every tensor into pieces of at most [`CHUNK`] elements, keeping the
+/// index of the tensor each piece came from.
+fn pieces<C: Chunk>(tensors: Vec<C>) -> (Vec<(usize, C)>, usize) {
+    let mut out = Vec::with_capacity(tensors.len());
+    let mut total = 0;
+    for (index, mut rest) in tensors.into_iter().enumerate() {
+        total += rest.len();
+        while rest.len() > CHUNK {
+            let (head, tail) = rest.split_at(CHUNK);
+            out.push((index, head));
+            rest = tail;
+        }
+        if !rest.is_empty() {
+            out.push((index, rest));
+        }
+    }
+    (out, total)
+}
+
+fn parallel_pool(total: usize) -> Option<Arc<ThreadPool>> {
+    if total < SERIAL_BELOW {
+        None
+    } else {
+        pool()
+    }
+}
+
+/// Applies every tensor's update: one parallel region for the whole list.
+pub fn update_all<C: Update>(tensors: Vec<C>) {
+    let (work, total) = pieces(tensors);
+    match parallel_pool(total) {
+        Some(pool) => pool.install(|| work.into_par_iter().for_each(|(_, c)| c.update())),
+        None => work.into_iter().for_each(|(_, c)| c.update()),
+    }
+}
+
+/// Per tensor, the sum of `piece_sum` over its pieces, added in piece order.
+pub fn sum_all<C: Chunk>(tensors: Vec<C>, piece_sum: impl Fn(C) -> f64 + Sync) -> Vec<f64> {
+    let count = tensors.len();
+    let (work, total) = pieces(tensors);
+    let partial: Vec<(usize, f64)> = match parallel_pool(total) {
+        Some(pool) => pool.install(|| {
+            work.into_par_iter()
+                .map(|(i, c)| (i, piece_sum(c)))
+                .collect()
+        }),
+        None => work.into_iter().map(|(i, c)| (i, piece_sum(c))).collect(),
+    };
+    let mut sums = vec![0.0; count];
+    for (i, s) in partial {
+        sums[i] += s;
+    }
+    sums
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::adagrad_norm::{AdagradNormHyper, GradSquares};
+
+    #[test]
+    fn sums_do_not_depend_on_thread_count() {
+        let h = AdagradNormHyper {
+            lr: 1.0,
+            weight_decay: 0.0,
+            maximize: false,
+        };
+        let sizes = [3 * CHUNK + 17, 5, 0, 2 * SERIAL_BELOW];
+        let data: Vec<(Vec<f32>, Vec<f32>)> = sizes
+            .iter()
+            .map(|&n| {
+                (
+                    (0..n).map(|i| (i as f32).sin()).collect(),
+                    (0..n).map(|i| (i as f32 * 0.37).cos() * 1e3).collect(),
+                )
+            })
+            .collect();
+        let run = || {
+            let tensors = data
+                .iter()
+                .map(|(p, g)| GradSquares::new(&h, p, g))
+                .collect();
+            sum_all(tensors, GradSquares::sum)
+        };
+        set_num_threads(1);
+        let serial = run();
+        set_num_threads(3);
+        let parallel = run();
+        assert_eq!(serial, parallel);
+        assert_eq!(serial[2], 0.0);
+    }
+}
