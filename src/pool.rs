@@ -30,9 +30,7 @@ struct Pool {
 static POOL: Mutex<Option<Pool>> = Mutex::new(None);
 
 fn default_threads() -> usize {
-    let from_env = std::env::var("FERROPTIM_NUM_THREADS")
-        .ok()
-        .and_then(|v| v.trim().parse::<usize>().ok());
+    let from_env = std::env::var("FERROPTIM_NUM_THREADS").ok().and_then(|v| v.trim().parse::<usize>().ok());
     match from_env {
         Some(n) if n > 0 => n,
         _ => std::thread::available_parallelism().map_or(1, usize::from),
@@ -42,11 +40,7 @@ fn default_threads() -> usize {
 /// Sets the number of threads used by every following step (at least 1).
 pub fn set_num_threads(threads: usize) {
     let mut slot = POOL.lock().unwrap_or_else(PoisonError::into_inner);
-    *slot = Some(Pool {
-        threads: threads.max(1),
-        pid: std::process::id(),
-        pool: None,
-    });
+    *slot = Some(Pool { threads: threads.max(1), pid: std::process::id(), pool: None });
 }
 
 /// The number of threads steps run on.
@@ -57,11 +51,7 @@ pub fn num_threads() -> usize {
 
 fn current(slot: &mut Option<Pool>) -> &mut Pool {
     let pid = std::process::id();
-    let p = slot.get_or_insert_with(|| Pool {
-        threads: default_threads(),
-        pid,
-        pool: None,
-    });
+    let p = slot.get_or_insert_with(|| Pool { threads: default_threads(), pid, pool: None });
     if p.pid != pid {
         // First use in a forked child: the parent's worker threads do not exist
         // here. Keep the setting, build a fresh pool on demand, and leak the old
@@ -132,11 +122,7 @@ pub fn sum_all<C: Chunk>(tensors: Vec<C>, piece_sum: impl Fn(C) -> f64 + Sync) -
     let count = tensors.len();
     let (work, total) = pieces(tensors);
     let partial: Vec<(usize, f64)> = match parallel_pool(total) {
-        Some(pool) => pool.install(|| {
-            work.into_par_iter()
-                .map(|(i, c)| (i, piece_sum(c)))
-                .collect()
-        }),
+        Some(pool) => pool.install(|| work.into_par_iter().map(|(i, c)| (i, piece_sum(c))).collect()),
         None => work.into_iter().map(|(i, c)| (i, piece_sum(c))).collect(),
     };
     let mut sums = vec![0.0; count];
@@ -153,11 +139,7 @@ mod tests {
 
     #[test]
     fn sums_do_not_depend_on_thread_count() {
-        let h = AdagradNormHyper {
-            lr: 1.0,
-            weight_decay: 0.0,
-            maximize: false,
-        };
+        let h = AdagradNormHyper { lr: 1.0, weight_decay: 0.0, maximize: false };
         let sizes = [3 * CHUNK + 17, 5, 0, 2 * SERIAL_BELOW];
         let data: Vec<(Vec<f32>, Vec<f32>)> = sizes
             .iter()
@@ -169,10 +151,7 @@ mod tests {
             })
             .collect();
         let run = || {
-            let tensors = data
-                .iter()
-                .map(|(p, g)| GradSquares::new(&h, p, g))
-                .collect();
+            let tensors = data.iter().map(|(p, g)| GradSquares::new(&h, p, g)).collect();
             sum_all(tensors, GradSquares::sum)
         };
         set_num_threads(1);

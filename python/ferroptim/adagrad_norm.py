@@ -118,7 +118,11 @@ class AdagradNorm(Optimizer):
             if params:
                 call = {k: group[k] for k in ("lr", "weight_decay", "maximize")}
                 call.update(
-                    group=gi, index=index, params=params, grads=gs, state=[[]] * len(params),
+                    group=gi,
+                    index=index,
+                    params=params,
+                    grads=gs,
+                    state=[[]] * len(params),
                     accumulator=accumulator,
                 )
                 calls.append(call)

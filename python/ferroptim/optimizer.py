@@ -83,9 +83,7 @@ def check_disjoint(arrays: Sequence[np.ndarray], names: Sequence[str]) -> None:
     then decides exactly, so interleaved views such as ``a[::2]`` and ``a[1::2]``
     are allowed.
     """
-    spans = sorted(
-        (_byte_bounds(a) + (i,) for i, a in enumerate(arrays) if a.size), key=lambda s: s[0]
-    )
+    spans = sorted((_byte_bounds(a) + (i,) for i, a in enumerate(arrays) if a.size), key=lambda s: s[0])
     active: list[tuple[int, int, int]] = []
     for low, high, i in spans:
         active = [s for s in active if s[1] > low]
@@ -175,9 +173,7 @@ class Optimizer:
                     else:
                         p.grad[...] = 0
 
-    def step(
-        self, closure: Callable[[], Any] | None = None, *, grads: Sequence[Any] | None = None
-    ) -> Any:
+    def step(self, closure: Callable[[], Any] | None = None, *, grads: Sequence[Any] | None = None) -> Any:
         """Performs one optimization step on every parameter that has a gradient.
 
         Args:

@@ -5,9 +5,7 @@
 //! parameter and state array is still untouched.
 
 use ndarray::{ArrayViewD, ArrayViewMutD};
-use numpy::{
-    BorrowError, Element, PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn, PyReadwriteArrayDyn,
-};
+use numpy::{BorrowError, Element, PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn, PyReadwriteArrayDyn};
 use numpy::{PyUntypedArray, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 
@@ -69,9 +67,7 @@ pub struct Batch<'py> {
 }
 
 fn dtype_name(obj: &Bound<'_, PyAny>) -> Option<String> {
-    obj.cast::<PyUntypedArray>()
-        .ok()
-        .map(|a| a.dtype().to_string())
+    obj.cast::<PyUntypedArray>().ok().map(|a| a.dtype().to_string())
 }
 
 fn typed<'py, T: Element>(
@@ -81,23 +77,14 @@ fn typed<'py, T: Element>(
     match obj.cast::<PyArrayDyn<T>>() {
         Ok(a) => Ok(a.clone()),
         Err(_) => Err(match dtype_name(obj) {
-            Some(found) => Error::Dtype {
-                what: what(),
-                found,
-                expected: "the parameter's dtype",
-            },
-            None => Error::NotAnArray {
-                what: what(),
-                found: type_name(obj),
-            },
+            Some(found) => Error::Dtype { what: what(), found, expected: "the parameter's dtype" },
+            None => Error::NotAnArray { what: what(), found: type_name(obj) },
         }),
     }
 }
 
 fn type_name(obj: &Bound<'_, PyAny>) -> String {
-    obj.get_type()
-        .name()
-        .map_or_else(|_| "an unknown type".to_owned(), |n| n.to_string())
+    obj.get_type().name().map_or_else(|_| "an unknown type".to_owned(), |n| n.to_string())
 }
 
 fn same_shape<T: Element>(
@@ -108,11 +95,7 @@ fn same_shape<T: Element>(
     if a.shape() == expected {
         Ok(())
     } else {
-        Err(Error::Shape {
-            what: what(),
-            found: a.shape().to_vec(),
-            expected: expected.to_vec(),
-        })
+        Err(Error::Shape { what: what(), found: a.shape().to_vec(), expected: expected.to_vec() })
     }
 }
 
@@ -128,18 +111,11 @@ fn writable<'py, T: Element>(
 
 fn borrow_tensor<'py, T: Element>(
     names: &[&str],
-    site: Site,
+    (slot, position, site): (usize, usize, Site),
     param: &Bound<'py, PyArrayDyn<T>>,
     grad: &Bound<'py, PyAny>,
     state: &[Option<Bound<'py, PyAny>>],
-) -> Result<
-    (
-        PyReadwriteArrayDyn<'py, T>,
-        PyReadonlyArrayDyn<'py, T>,
-        Vec<Option<PyReadwriteArrayDyn<'py, T>>>,
-    ),
-    Error,
-> {
+) -> Result<Borrowed<'py, T>, Error> {
     let shape = param.shape().to_vec();
     let grad = typed::<T>(grad, || site.grad())?;
     same_shape(&grad, &shape, || site.grad())?;
@@ -168,29 +144,20 @@ fn borrow_tensor<'py, T: Element>(
     // Borrow only once every check passed; rust-numpy's borrow tracker then
     // catches any memory shared between arrays of this step.
     let param = writable(param, || site.param())?;
-    let grad = grad
-        .try_readonly()
-        .map_err(|_| Error::Overlap { what: site.grad() })?;
+    let grad = grad.try_readonly().map_err(|_| Error::Overlap { what: site.grad() })?;
     let state = state
         .iter()
         .zip(names)
-        .map(|(s, name)| {
-            s.as_ref()
-                .map(|s| writable(s, || site.state(name)))
-                .transpose()
-        })
+        .map(|(s, name)| s.as_ref().map(|s| writable(s, || site.state(name))).transpose())
         .collect::<Result<Vec<_>, Error>>()?;
-    Ok((param, grad, state))
+    Ok(Borrowed { slot, position, param, grad, state })
 }
 
 impl<'py> Batch<'py> {
     /// Type-checks and borrows every tensor of every group. `names` are the
     /// algorithm's state slots.
     pub fn borrow(groups: &[Tensors<'py>], names: &[&str]) -> Result<Self, Error> {
-        let mut batch = Batch {
-            f32: Vec::new(),
-            f64: Vec::new(),
-        };
+        let mut batch = Batch { f32: Vec::new(), f64: Vec::new() };
         for (slot, t) in groups.iter().enumerate() {
             let n = t.params.len();
             if t.grads.len() != n || t.state.len() != n || t.index.len() != n {
@@ -203,41 +170,19 @@ impl<'py> Batch<'py> {
                 )));
             }
             for position in 0..n {
-                let site = Site {
-                    group: t.group,
-                    index: t.index[position],
-                };
-                let (param, grad, state) =
-                    (&t.params[position], &t.grads[position], &t.state[position]);
+                let site = Site { group: t.group, index: t.index[position] };
+                let (param, grad, state) = (&t.params[position], &t.grads[position], &t.state[position]);
+                let at = (slot, position, site);
                 if let Ok(p) = param.cast::<PyArrayDyn<f32>>() {
-                    let (param, grad, state) = borrow_tensor(names, site, p, grad, state)?;
-                    batch.f32.push(Borrowed {
-                        slot,
-                        position,
-                        param,
-                        grad,
-                        state,
-                    });
+                    batch.f32.push(borrow_tensor(names, at, p, grad, state)?);
                 } else if let Ok(p) = param.cast::<PyArrayDyn<f64>>() {
-                    let (param, grad, state) = borrow_tensor(names, site, p, grad, state)?;
-                    batch.f64.push(Borrowed {
-                        slot,
-                        position,
-                        param,
-                        grad,
-                        state,
-                    });
+                    batch.f64.push(borrow_tensor(names, at, p, grad, state)?);
                 } else {
                     return Err(match dtype_name(param) {
-                        Some(found) => Error::Dtype {
-                            what: site.param(),
-                            found,
-                            expected: "float32 or float64",
-                        },
-                        None => Error::NotAnArray {
-                            what: site.param(),
-                            found: type_name(param),
-                        },
+                        Some(found) => {
+                            Error::Dtype { what: site.param(), found, expected: "float32 or float64" }
+                        }
+                        None => Error::NotAnArray { what: site.param(), found: type_name(param) },
                     });
                 }
             }
@@ -287,9 +232,7 @@ impl<'a, T: Real> Lane<'a, T> {
     /// Copies a staged copy back into the user's array.
     pub fn write_back(&mut self) {
         if let Lane::Staged(view, copy) = self {
-            view.iter_mut()
-                .zip(copy.iter())
-                .for_each(|(dst, &src)| *dst = src);
+            view.iter_mut().zip(copy.iter()).for_each(|(dst, &src)| *dst = src);
         }
     }
 }
@@ -352,18 +295,9 @@ impl<'py, T: Real + Element> Borrowed<'py, T> {
         let state = self
             .state
             .iter_mut()
-            .map(|s| {
-                s.as_mut()
-                    .map(|s| Lane::new(s.as_array_mut().permuted_axes(axes.as_slice())))
-            })
+            .map(|s| s.as_mut().map(|s| Lane::new(s.as_array_mut().permuted_axes(axes.as_slice()))))
             .collect();
-        Flat {
-            slot: self.slot,
-            position: self.position,
-            param,
-            grad,
-            state,
-        }
+        Flat { slot: self.slot, position: self.position, param, grad, state }
     }
 }
 

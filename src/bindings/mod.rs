@@ -46,21 +46,15 @@ fn work<'a, K: Kernel, T: Real>(
         .iter_mut()
         .map(|f| {
             let (slot, position) = (f.slot, f.position);
-            let state = f
-                .state
-                .iter_mut()
-                .map(|s| s.as_mut().map(|s| s.slice()))
-                .collect();
-            hypers[slot]
-                .tensor(position, f.param.slice(), f.grad.slice(), state)
-                .ok_or_else(|| {
-                    Error::Malformed(format!(
+            let state = f.state.iter_mut().map(|s| s.as_mut().map(|s| s.slice())).collect();
+            hypers[slot].tensor(position, f.param.slice(), f.grad.slice(), state).ok_or_else(|| {
+                Error::Malformed(format!(
                     "param_groups[{}]['params'][{}] is missing state its settings need (slots {})",
                     groups[slot].group,
                     groups[slot].index[position],
                     names.join(", ")
                 ))
-                })
+            })
         })
         .collect()
 }
@@ -72,14 +66,8 @@ fn write_back<T: Real + Element>(flats: &mut [Flat<'_, T>]) {
 /// One optimizer step over every group: all checks first, then one GIL-free
 /// parallel region per dtype.
 pub fn step<K: Kernel>(py: Python<'_>, groups: Vec<Bound<'_, PyDict>>) -> PyResult<()> {
-    let hypers = groups
-        .iter()
-        .map(|g| K::extract(g))
-        .collect::<PyResult<Vec<K>>>()?;
-    let tensors = groups
-        .iter()
-        .map(|g| g.extract::<Tensors<'_>>())
-        .collect::<PyResult<Vec<_>>>()?;
+    let hypers = groups.iter().map(|g| K::extract(g)).collect::<PyResult<Vec<K>>>()?;
+    let tensors = groups.iter().map(|g| g.extract::<Tensors<'_>>()).collect::<PyResult<Vec<_>>>()?;
     let mut batch = Batch::borrow(&tensors, K::STATE)?;
     let mut flat32: Vec<_> = batch.f32.iter_mut().map(|b| b.flat()).collect();
     let mut flat64: Vec<_> = batch.f64.iter_mut().map(|b| b.flat()).collect();

@@ -19,9 +19,8 @@ use crate::pool;
 
 /// `group[key]`, converted; a missing key is a `KeyError` naming it.
 fn item<'py, T: FromPyObjectOwned<'py>>(group: &Bound<'py, PyDict>, key: &str) -> PyResult<T> {
-    let value = group
-        .get_item(key)?
-        .ok_or_else(|| PyKeyError::new_err(format!("param group has no '{key}'")))?;
+    let value =
+        group.get_item(key)?.ok_or_else(|| PyKeyError::new_err(format!("param group has no '{key}'")))?;
     value.extract::<T>().map_err(Into::into)
 }
 
@@ -44,10 +43,7 @@ impl Kernel for Sgd {
             nesterov: item(g, "nesterov")?,
             maximize: item(g, "maximize")?,
         };
-        Ok(Self {
-            h,
-            first: item(g, "first")?,
-        })
+        Ok(Self { h, first: item(g, "first")? })
     }
 
     fn tensor<'a, T: Real>(
@@ -84,10 +80,7 @@ impl Kernel for Adagrad {
             eps: item(g, "eps")?,
             maximize: item(g, "maximize")?,
         };
-        Ok(Self {
-            h,
-            step: item(g, "step")?,
-        })
+        Ok(Self { h, step: item(g, "step")? })
     }
 
     fn tensor<'a, T: Real>(
@@ -98,13 +91,7 @@ impl Kernel for Adagrad {
         state: Vec<Option<&'a mut [T]>>,
     ) -> Option<Self::Tensor<'a, T>> {
         let [sum] = <[_; 1]>::try_from(state).ok()?;
-        Some(AdagradTensor::new(
-            &self.h,
-            *self.step.get(position)?,
-            param,
-            grad,
-            sum?,
-        ))
+        Some(AdagradTensor::new(&self.h, *self.step.get(position)?, param, grad, sum?))
     }
 }
 
@@ -139,19 +126,10 @@ impl Kernel for Rmsprop {
         state: Vec<Option<&'a mut [T]>>,
     ) -> Option<Self::Tensor<'a, T>> {
         let [square_avg, grad_avg, momentum_buffer] = <[_; 3]>::try_from(state).ok()?;
-        if self.h.centered != grad_avg.is_some()
-            || (self.h.momentum > 0.0) != momentum_buffer.is_some()
-        {
+        if self.h.centered != grad_avg.is_some() || (self.h.momentum > 0.0) != momentum_buffer.is_some() {
             return None;
         }
-        Some(RmspropTensor::new(
-            &self.h,
-            param,
-            grad,
-            square_avg?,
-            grad_avg,
-            momentum_buffer,
-        ))
+        Some(RmspropTensor::new(&self.h, param, grad, square_avg?, grad_avg, momentum_buffer))
     }
 }
 
@@ -183,13 +161,7 @@ impl Kernel for Adadelta {
         state: Vec<Option<&'a mut [T]>>,
     ) -> Option<Self::Tensor<'a, T>> {
         let [square_avg, acc_delta] = <[_; 2]>::try_from(state).ok()?;
-        Some(AdadeltaTensor::new(
-            &self.h,
-            param,
-            grad,
-            square_avg?,
-            acc_delta?,
-        ))
+        Some(AdadeltaTensor::new(&self.h, param, grad, square_avg?, acc_delta?))
     }
 }
 
@@ -215,10 +187,7 @@ impl Kernel for Adam {
             maximize: item(g, "maximize")?,
             decoupled_weight_decay: item(g, "decoupled_weight_decay")?,
         };
-        Ok(Self {
-            h,
-            step: item(g, "step")?,
-        })
+        Ok(Self { h, step: item(g, "step")? })
     }
 
     fn tensor<'a, T: Real>(
@@ -233,15 +202,7 @@ impl Kernel for Adam {
             return None;
         }
         let step = *self.step.get(position)?;
-        Some(AdamTensor::new(
-            &self.h,
-            step,
-            param,
-            grad,
-            exp_avg?,
-            exp_avg_sq?,
-            max_exp_avg_sq,
-        ))
+        Some(AdamTensor::new(&self.h, step, param, grad, exp_avg?, exp_avg_sq?, max_exp_avg_sq))
     }
 }
 
@@ -294,12 +255,7 @@ fn apply_norm_step<T: Real>(hypers: &[NormGroup], flats: &mut [Flat<'_, T>], b_s
         .iter_mut()
         .map(|f| {
             let (h, accumulator) = &hypers[f.slot];
-            AdagradNormTensor::new(
-                h,
-                b_sq[accumulator[f.position]],
-                f.param.slice(),
-                f.grad.slice(),
-            )
+            AdagradNormTensor::new(h, b_sq[accumulator[f.position]], f.param.slice(), f.grad.slice())
         })
         .collect();
     pool::update_all(work);
@@ -325,14 +281,8 @@ pub fn adagrad_norm_step(
     groups: Vec<Bound<'_, PyDict>>,
     b_sq: Vec<f64>,
 ) -> PyResult<Vec<f64>> {
-    let hypers = groups
-        .iter()
-        .map(norm_hyper)
-        .collect::<PyResult<Vec<_>>>()?;
-    let tensors = groups
-        .iter()
-        .map(|g| g.extract::<Tensors<'_>>())
-        .collect::<PyResult<Vec<_>>>()?;
+    let hypers = groups.iter().map(norm_hyper).collect::<PyResult<Vec<_>>>()?;
+    let tensors = groups.iter().map(|g| g.extract::<Tensors<'_>>()).collect::<PyResult<Vec<_>>>()?;
     for ((_, accumulator), t) in hypers.iter().zip(&tensors) {
         if accumulator.len() != t.params.len() || accumulator.iter().any(|&a| a >= b_sq.len()) {
             return Err(Error::Malformed(format!(

@@ -8,14 +8,9 @@ use crate::pool;
 /// Sets the number of threads every following step runs on.
 #[pyfunction]
 pub fn set_num_threads(threads: i64) -> PyResult<()> {
-    let threads = usize::try_from(threads)
-        .ok()
-        .filter(|&n| n >= 1)
-        .ok_or_else(|| {
-            PyValueError::new_err(format!(
-                "num_threads must be a positive integer, got {threads}"
-            ))
-        })?;
+    let threads = usize::try_from(threads).ok().filter(|&n| n >= 1).ok_or_else(|| {
+        PyValueError::new_err(format!("num_threads must be a positive integer, got {threads}"))
+    })?;
     pool::set_num_threads(threads);
     Ok(())
 }

@@ -65,13 +65,7 @@ impl<'a, T: Real> AdadeltaTensor<'a, T> {
             weight_decay: T::of(h.weight_decay),
             maximize: h.maximize,
         };
-        Self {
-            s,
-            param,
-            grad,
-            square_avg,
-            acc_delta,
-        }
+        Self { s, param, grad, square_avg, acc_delta }
     }
 }
 
@@ -86,20 +80,8 @@ impl<T: Real> Chunk for AdadeltaTensor<'_, T> {
         let (d0, d1) = self.acc_delta.cut(mid);
         let s = self.s;
         (
-            Self {
-                s,
-                param: p0,
-                grad: g0,
-                square_avg: q0,
-                acc_delta: d0,
-            },
-            Self {
-                s,
-                param: p1,
-                grad: g1,
-                square_avg: q1,
-                acc_delta: d1,
-            },
+            Self { s, param: p0, grad: g0, square_avg: q0, acc_delta: d0 },
+            Self { s, param: p1, grad: g1, square_avg: q1, acc_delta: d1 },
         )
     }
 }
@@ -107,11 +89,7 @@ impl<T: Real> Chunk for AdadeltaTensor<'_, T> {
 impl<T: Real> Update for AdadeltaTensor<'_, T> {
     fn update(self) {
         let s = self.s;
-        let lanes = self
-            .param
-            .iter_mut()
-            .zip(self.grad)
-            .zip(self.square_avg.iter_mut().zip(self.acc_delta));
+        let lanes = self.param.iter_mut().zip(self.grad).zip(self.square_avg.iter_mut().zip(self.acc_delta));
         for ((p, &g), (sq, acc)) in lanes {
             let g = effective_grad(g, *p, s.maximize, s.weight_decay);
             *sq = *sq * s.rho + s.one_minus_rho * g * g;
@@ -131,13 +109,7 @@ mod tests {
     /// Zeiler's Algorithm 1 with `RMS[x] = sqrt(E[x^2] + eps)`.
     #[test]
     fn matches_zeiler_algorithm_1() {
-        let h = AdadeltaHyper {
-            lr: 1.0,
-            rho: 0.95,
-            eps: 1e-6,
-            weight_decay: 0.0,
-            maximize: false,
-        };
+        let h = AdadeltaHyper { lr: 1.0, rho: 0.95, eps: 1e-6, weight_decay: 0.0, maximize: false };
         let n = 4;
         let mut x = wave(n, 0);
         let (mut eg, mut edx) = (vec![0.0; n], vec![0.0; n]);

@@ -45,13 +45,7 @@ pub struct AdagradTensor<'a, T> {
 
 impl<'a, T: Real> AdagradTensor<'a, T> {
     /// Prepares step number `step` (1 on the first step).
-    pub fn new(
-        h: &AdagradHyper,
-        step: f64,
-        param: &'a mut [T],
-        grad: &'a [T],
-        sum: &'a mut [T],
-    ) -> Self {
+    pub fn new(h: &AdagradHyper, step: f64, param: &'a mut [T], grad: &'a [T], sum: &'a mut [T]) -> Self {
         let clr = h.lr / (1.0 + (step - 1.0) * h.lr_decay);
         let s = Scalars {
             neg_clr: T::of(-clr),
@@ -59,12 +53,7 @@ impl<'a, T: Real> AdagradTensor<'a, T> {
             eps: T::of(h.eps),
             maximize: h.maximize,
         };
-        Self {
-            s,
-            param,
-            grad,
-            sum,
-        }
+        Self { s, param, grad, sum }
     }
 }
 
@@ -77,20 +66,7 @@ impl<T: Real> Chunk for AdagradTensor<'_, T> {
         let (g0, g1) = self.grad.cut(mid);
         let (s0, s1) = self.sum.cut(mid);
         let s = self.s;
-        (
-            Self {
-                s,
-                param: p0,
-                grad: g0,
-                sum: s0,
-            },
-            Self {
-                s,
-                param: p1,
-                grad: g1,
-                sum: s1,
-            },
-        )
+        (Self { s, param: p0, grad: g0, sum: s0 }, Self { s, param: p1, grad: g1, sum: s1 })
     }
 }
 
@@ -114,13 +90,7 @@ mod tests {
     /// The lecture's `theta - eta (B_k + eps I)^{-1} g_k`, `B_k = sqrt(sum_{j<=k} g_j^2)`.
     #[test]
     fn matches_lecture_preconditioner() {
-        let h = AdagradHyper {
-            lr: 0.5,
-            lr_decay: 0.0,
-            weight_decay: 0.0,
-            eps: 1e-10,
-            maximize: false,
-        };
+        let h = AdagradHyper { lr: 0.5, lr_decay: 0.0, weight_decay: 0.0, eps: 1e-10, maximize: false };
         let n = 6;
         let mut theta = wave(n, 7);
         let mut sum = vec![0.0; n];
@@ -140,13 +110,7 @@ mod tests {
 
     #[test]
     fn lr_decay_shrinks_the_step() {
-        let h = AdagradHyper {
-            lr: 1.0,
-            lr_decay: 1.0,
-            weight_decay: 0.0,
-            eps: 0.0,
-            maximize: false,
-        };
+        let h = AdagradHyper { lr: 1.0, lr_decay: 1.0, weight_decay: 0.0, eps: 0.0, maximize: false };
         let (mut p, mut sum) = ([0.0f64], [0.0f64]);
         AdagradTensor::new(&h, 3.0, &mut p, &[2.0], &mut sum).update();
         assert_eq!(p[0], -1.0 / 3.0);

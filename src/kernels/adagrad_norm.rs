@@ -41,12 +41,7 @@ pub struct GradSquares<'a, T> {
 impl<'a, T: Real> GradSquares<'a, T> {
     /// Prepares the first pass over one tensor.
     pub fn new(h: &AdagradNormHyper, param: &'a [T], grad: &'a [T]) -> Self {
-        Self {
-            weight_decay: T::of(h.weight_decay),
-            maximize: h.maximize,
-            param,
-            grad,
-        }
+        Self { weight_decay: T::of(h.weight_decay), maximize: h.maximize, param, grad }
     }
 
     /// `sum_i g_i^2`, accumulated left to right in `f64`.
@@ -69,18 +64,8 @@ impl<T: Real> Chunk for GradSquares<'_, T> {
         let (g0, g1) = self.grad.cut(mid);
         let (weight_decay, maximize) = (self.weight_decay, self.maximize);
         (
-            Self {
-                weight_decay,
-                maximize,
-                param: p0,
-                grad: g0,
-            },
-            Self {
-                weight_decay,
-                maximize,
-                param: p1,
-                grad: g1,
-            },
+            Self { weight_decay, maximize, param: p0, grad: g0 },
+            Self { weight_decay, maximize, param: p1, grad: g1 },
         )
     }
 }
@@ -117,20 +102,8 @@ impl<T: Real> Chunk for AdagradNormTensor<'_, T> {
         let (g0, g1) = self.grad.cut(mid);
         let (neg_step, weight_decay, maximize) = (self.neg_step, self.weight_decay, self.maximize);
         (
-            Self {
-                neg_step,
-                weight_decay,
-                maximize,
-                param: p0,
-                grad: g0,
-            },
-            Self {
-                neg_step,
-                weight_decay,
-                maximize,
-                param: p1,
-                grad: g1,
-            },
+            Self { neg_step, weight_decay, maximize, param: p0, grad: g0 },
+            Self { neg_step, weight_decay, maximize, param: p1, grad: g1 },
         )
     }
 }
@@ -152,11 +125,7 @@ mod tests {
     /// Ward et al.'s update on one tensor: b^2 += ||g||^2, then theta -= g / b.
     #[test]
     fn matches_ward_et_al() {
-        let h = AdagradNormHyper {
-            lr: 1.0,
-            weight_decay: 0.0,
-            maximize: false,
-        };
+        let h = AdagradNormHyper { lr: 1.0, weight_decay: 0.0, maximize: false };
         let n = 8;
         let mut theta = wave(n, 5);
         let mut reference = theta.clone();
@@ -175,11 +144,7 @@ mod tests {
 
     #[test]
     fn f32_squares_do_not_overflow() {
-        let h = AdagradNormHyper {
-            lr: 1.0,
-            weight_decay: 0.0,
-            maximize: true,
-        };
+        let h = AdagradNormHyper { lr: 1.0, weight_decay: 0.0, maximize: true };
         let g = [3e38f32, 3e38];
         let s = GradSquares::new(&h, &[0.0, 0.0], &g).sum();
         assert!(s.is_finite() && s > 1e77);

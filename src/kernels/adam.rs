@@ -90,14 +90,7 @@ impl<'a, T: Real> AdamTensor<'a, T> {
             decoupled,
             maximize: h.maximize,
         };
-        Self {
-            s,
-            param,
-            grad,
-            exp_avg,
-            exp_avg_sq,
-            max_exp_avg_sq,
-        }
+        Self { s, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq }
     }
 }
 
@@ -113,22 +106,8 @@ impl<T: Real> Chunk for AdamTensor<'_, T> {
         let (x0, x1) = self.max_exp_avg_sq.cut(mid);
         let s = self.s;
         (
-            Self {
-                s,
-                param: p0,
-                grad: g0,
-                exp_avg: m0,
-                exp_avg_sq: v0,
-                max_exp_avg_sq: x0,
-            },
-            Self {
-                s,
-                param: p1,
-                grad: g1,
-                exp_avg: m1,
-                exp_avg_sq: v1,
-                max_exp_avg_sq: x1,
-            },
+            Self { s, param: p0, grad: g0, exp_avg: m0, exp_avg_sq: v0, max_exp_avg_sq: x0 },
+            Self { s, param: p1, grad: g1, exp_avg: m1, exp_avg_sq: v1, max_exp_avg_sq: x1 },
         )
     }
 }
@@ -155,11 +134,7 @@ impl<T: Real> AdamTensor<'_, T> {
 impl<T: Real> Update for AdamTensor<'_, T> {
     fn update(self) {
         let s = &self.s;
-        let lanes = self
-            .param
-            .iter_mut()
-            .zip(self.grad)
-            .zip(self.exp_avg.iter_mut().zip(self.exp_avg_sq));
+        let lanes = self.param.iter_mut().zip(self.grad).zip(self.exp_avg.iter_mut().zip(self.exp_avg_sq));
         match self.max_exp_avg_sq {
             None => {
                 for ((p, &g), (m, v)) in lanes {

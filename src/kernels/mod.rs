@@ -138,9 +138,7 @@ pub(crate) mod testing {
 
     /// A deterministic pseudo-random gradient sequence (no `rand` needed).
     pub fn wave(n: usize, k: usize) -> Vec<f64> {
-        (0..n)
-            .map(|i| ((i as f64 + 1.0) * 0.731 + k as f64 * 1.37).sin() * (1.0 + i as f64 * 0.1))
-            .collect()
+        (0..n).map(|i| ((i as f64 + 1.0) * 0.731 + k as f64 * 1.37).sin() * (1.0 + i as f64 * 0.1)).collect()
     }
 
     /// Asserts two slices agree to a relative tolerance.

@@ -82,14 +82,7 @@ impl<'a, T: Real> RmspropTensor<'a, T> {
             maximize: h.maximize,
             eps_in_sqrt: h.eps_in_sqrt,
         };
-        Self {
-            s,
-            param,
-            grad,
-            square_avg,
-            grad_avg,
-            momentum_buffer,
-        }
+        Self { s, param, grad, square_avg, grad_avg, momentum_buffer }
     }
 }
 
@@ -105,22 +98,8 @@ impl<T: Real> Chunk for RmspropTensor<'_, T> {
         let (b0, b1) = self.momentum_buffer.cut(mid);
         let s = self.s;
         (
-            Self {
-                s,
-                param: p0,
-                grad: g0,
-                square_avg: q0,
-                grad_avg: a0,
-                momentum_buffer: b0,
-            },
-            Self {
-                s,
-                param: p1,
-                grad: g1,
-                square_avg: q1,
-                grad_avg: a1,
-                momentum_buffer: b1,
-            },
+            Self { s, param: p0, grad: g0, square_avg: q0, grad_avg: a0, momentum_buffer: b0 },
+            Self { s, param: p1, grad: g1, square_avg: q1, grad_avg: a1, momentum_buffer: b1 },
         )
     }
 }
@@ -141,11 +120,7 @@ impl<T: Real> Update for RmspropTensor<'_, T> {
                 }
                 None => *sq,
             };
-            let denom = if s.eps_in_sqrt {
-                (variance + s.eps).sqrt()
-            } else {
-                variance.sqrt() + s.eps
-            };
+            let denom = if s.eps_in_sqrt { (variance + s.eps).sqrt() } else { variance.sqrt() + s.eps };
             match momentum_buffer.as_mut().and_then(Iterator::next) {
                 Some(buf) => {
                     *buf = *buf * s.momentum + g / denom;
@@ -196,18 +171,14 @@ mod tests {
 
     #[test]
     fn centered_with_momentum_splits_like_whole() {
-        let h = RmspropHyper {
-            centered: true,
-            momentum: 0.5,
-            ..hyper(false)
-        };
+        let h = RmspropHyper { centered: true, momentum: 0.5, ..hyper(false) };
         let n = 11;
         let g = wave(n, 1);
         let mut a = (wave(n, 2), vec![0.1; n], vec![0.0; n], vec![0.0; n]);
         let mut b = a.clone();
         RmspropTensor::new(&h, &mut a.0, &g, &mut a.1, Some(&mut a.2), Some(&mut a.3)).update();
-        let (x, y) = RmspropTensor::new(&h, &mut b.0, &g, &mut b.1, Some(&mut b.2), Some(&mut b.3))
-            .split_at(4);
+        let (x, y) =
+            RmspropTensor::new(&h, &mut b.0, &g, &mut b.1, Some(&mut b.2), Some(&mut b.3)).split_at(4);
         y.update();
         x.update();
         assert_eq!(a, b);

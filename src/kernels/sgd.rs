@@ -75,13 +75,7 @@ impl<'a, T: Real> SgdTensor<'a, T> {
             nesterov: h.nesterov,
             maximize: h.maximize,
         };
-        Self {
-            s,
-            first,
-            param,
-            grad,
-            momentum_buffer,
-        }
+        Self { s, first, param, grad, momentum_buffer }
     }
 }
 
@@ -95,20 +89,8 @@ impl<T: Real> Chunk for SgdTensor<'_, T> {
         let (b0, b1) = self.momentum_buffer.cut(mid);
         let (s, first) = (self.s, self.first);
         (
-            Self {
-                s,
-                first,
-                param: p0,
-                grad: g0,
-                momentum_buffer: b0,
-            },
-            Self {
-                s,
-                first,
-                param: p1,
-                grad: g1,
-                momentum_buffer: b1,
-            },
+            Self { s, first, param: p0, grad: g0, momentum_buffer: b0 },
+            Self { s, first, param: p1, grad: g1, momentum_buffer: b1 },
         )
     }
 }
@@ -126,11 +108,7 @@ impl<T: Real> Update for SgdTensor<'_, T> {
             Some(buf) => {
                 for ((p, &g), b) in self.param.iter_mut().zip(self.grad).zip(buf) {
                     let g = effective_grad(g, *p, s.maximize, s.weight_decay);
-                    *b = if self.first {
-                        g
-                    } else {
-                        *b * s.momentum + s.one_minus_dampening * g
-                    };
+                    *b = if self.first { g } else { *b * s.momentum + s.one_minus_dampening * g };
                     let d = if s.nesterov { g + s.momentum * *b } else { *b };
                     *p = *p + s.neg_lr * d;
                 }
@@ -145,14 +123,7 @@ mod tests {
     use crate::kernels::testing::{assert_close, wave};
 
     fn hyper(momentum: f64, nesterov: bool) -> SgdHyper {
-        SgdHyper {
-            lr: 0.1,
-            momentum,
-            dampening: 0.0,
-            weight_decay: 0.0,
-            nesterov,
-            maximize: false,
-        }
+        SgdHyper { lr: 0.1, momentum, dampening: 0.0, weight_decay: 0.0, nesterov, maximize: false }
     }
 
     /// Heavy ball: theta_{k+1} = theta_k + beta (theta_k - theta_{k-1}) - alpha g_k.
@@ -165,9 +136,7 @@ mod tests {
         for k in 0..20 {
             let g = wave(7, k);
             SgdTensor::new(&hyper(beta, false), k == 0, &mut theta, &g, Some(&mut buf)).update();
-            let next: Vec<f64> = (0..7)
-                .map(|i| cur[i] + beta * (cur[i] - prev[i]) - alpha * g[i])
-                .collect();
+            let next: Vec<f64> = (0..7).map(|i| cur[i] + beta * (cur[i] - prev[i]) - alpha * g[i]).collect();
             prev = std::mem::replace(&mut cur, next);
             assert_close(&theta, &cur, 1e-12);
         }
@@ -175,11 +144,7 @@ mod tests {
 
     #[test]
     fn plain_sgd_and_chunking_agree() {
-        let h = SgdHyper {
-            weight_decay: 0.01,
-            maximize: true,
-            ..hyper(0.0, false)
-        };
+        let h = SgdHyper { weight_decay: 0.01, maximize: true, ..hyper(0.0, false) };
         let mut a = wave(10, 1);
         let mut b = a.clone();
         let g = wave(10, 2);
@@ -188,9 +153,8 @@ mod tests {
         x.update();
         y.update();
         assert_eq!(a, b);
-        let want: Vec<f64> = (0..10)
-            .map(|i| wave(10, 1)[i] - 0.1 * (-g[i] + 0.01 * wave(10, 1)[i]))
-            .collect();
+        let want: Vec<f64> =
+            (0..10).map(|i| wave(10, 1)[i] - 0.1 * (-g[i] + 0.01 * wave(10, 1)[i])).collect();
         assert_close(&a, &want, 1e-15);
     }
 }

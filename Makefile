@@ -1,0 +1,45 @@
+# The two set-up commands of the README: `make demo` and `make test`.
+# Each creates or refreshes .venv, builds the extension (release) and installs what it needs.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export VIRTUAL_ENV := $(CURDIR)/$(VENV)
+
+.PHONY: demo test venv build test-deps lint rust-test py-test bench clean
+
+demo: build
+	$(BIN)/python -m ferroptim.examples.mlp
+
+test: test-deps build lint rust-test py-test
+
+venv:
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "maturin>=1.9,<2" "numpy>=1.23"
+
+build: venv
+	$(BIN)/maturin develop --release -q
+
+test-deps: venv
+	$(BIN)/python -m pip install -q "pytest>=8" "hypothesis>=6" "ruff>=0.6" "mypy>=1.10" torch
+
+lint:
+	cargo fmt --check
+	cargo clippy --all-targets -- -D warnings
+	$(BIN)/ruff check python tests benches
+	$(BIN)/ruff format --check python tests benches
+	$(BIN)/python -m mypy.stubtest ferroptim._core
+
+rust-test:
+	cargo test
+
+py-test:
+	$(BIN)/python -m pytest -q
+
+bench: build
+	$(BIN)/python -m pip install -q torch
+	$(BIN)/python benches/bench_step.py
+
+clean:
+	rm -rf $(VENV) target python/ferroptim/*.so

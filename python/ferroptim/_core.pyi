@@ -1,0 +1,48 @@
+"""Type stubs of the compiled core, ``ferroptim._core`` (checked with ``mypy.stubtest``).
+
+Each ``*_step`` function takes one dict per param group: the group's hyperparameters
+(torch's names) plus ``group`` (its index), ``index`` (each tensor's position in the
+group), ``params``, ``grads`` and ``state`` (per tensor, its state arrays in the
+algorithm's slot order, ``None`` where unused), and per-tensor scalars: ``step``
+(already incremented) for Adagrad and Adam, ``first`` (momentum buffer is new) for SGD.
+Every array is checked and borrowed before any is written; then the whole step runs
+as one parallel region with the GIL released.
+"""
+
+from typing import Any
+
+__all__ = [
+    "adadelta_step",
+    "adagrad_norm_step",
+    "adagrad_step",
+    "adam_step",
+    "rmsprop_step",
+    "sgd_step",
+    "get_num_threads",
+    "set_num_threads",
+]
+
+def sgd_step(groups: list[dict[str, Any]]) -> None:
+    """SGD, with or without (Nesterov) momentum, on every group."""
+
+def adagrad_step(groups: list[dict[str, Any]]) -> None:
+    """AdaGrad on every group."""
+
+def rmsprop_step(groups: list[dict[str, Any]]) -> None:
+    """RMSprop on every group."""
+
+def adadelta_step(groups: list[dict[str, Any]]) -> None:
+    """AdaDelta on every group."""
+
+def adam_step(groups: list[dict[str, Any]]) -> None:
+    """Adam / AdamW / AMSGrad on every group."""
+
+def adagrad_norm_step(groups: list[dict[str, Any]], b_sq: list[float]) -> list[float]:
+    """Scalar AdaGrad; each group also has ``accumulator`` (per tensor, an index into
+    ``b_sq``). Returns the accumulators' new values."""
+
+def set_num_threads(threads: int) -> None:
+    """Sets the number of threads every following step runs on."""
+
+def get_num_threads() -> int:
+    """The number of threads steps run on."""
