@@ -60,8 +60,10 @@ impl fmt::Display for Error {
             Self::ReadOnly { what } => write!(f, "{what} is read-only (its WRITEABLE flag is off)"),
             Self::Overlap { what } => write!(
                 f,
-                "{what} shares memory with another parameter, gradient or state array in this step; \
-                 pass each array once and keep parameters, gradients and state disjoint"
+                "{what} shares memory with another parameter, gradient or state array of this step \
+                 (or interleaves with one, as column blocks of one matrix do, which the borrow checker \
+                 cannot prove disjoint); pass each array once and keep parameters, gradients and \
+                 state in separate memory"
             ),
             Self::Malformed(msg) => f.write_str(msg),
         }

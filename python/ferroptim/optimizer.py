@@ -15,10 +15,19 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from . import _core
 from .parameter import FLOAT_DTYPES, Parameter
 
 #: Flags of torch.optim's param groups that only matter to torch; dropped on load.
 TORCH_ONLY_FLAGS = ("foreach", "fused", "capturable", "differentiable")
+
+
+def _reject_set(params: Any) -> None:
+    if isinstance(params, (set, frozenset)):
+        raise TypeError(
+            "optimizer parameters need to be organized in ordered collections, "
+            "but the ordering of a set changes between runs; use a list"
+        )
 
 
 def _site(group: int, index: int) -> str:
@@ -77,11 +86,12 @@ def _byte_bounds(a: np.ndarray) -> tuple[int, int]:
 
 
 def check_disjoint(arrays: Sequence[np.ndarray], names: Sequence[str]) -> None:
-    """Raises ``ValueError`` naming two arrays that share memory.
+    """Raises ``ValueError`` naming two arrays that cannot be updated in one step.
 
-    Sorting by address finds candidate pairs in O(n log n); ``np.shares_memory``
-    then decides exactly, so interleaved views such as ``a[::2]`` and ``a[1::2]``
-    are allowed.
+    That is two arrays sharing an element (found exactly: sorting by address finds
+    candidate pairs, ``np.shares_memory`` decides), or two views whose elements
+    interleave in memory, such as column blocks ``m[:, :3]`` and ``m[:, 3:]``, which
+    rust-numpy's borrow checker cannot prove disjoint, so a step would refuse them.
     """
     spans = sorted((_byte_bounds(a) + (i,) for i, a in enumerate(arrays) if a.size), key=lambda s: s[0])
     active: list[tuple[int, int, int]] = []
@@ -95,6 +105,14 @@ def check_disjoint(arrays: Sequence[np.ndarray], names: Sequence[str]) -> None:
                     "each parameter must be its own memory"
                 )
         active.append((low, high, i))
+    conflict = _core.first_conflict(list(arrays))
+    if conflict is not None:
+        other = next((j for j in range(conflict) if np.may_share_memory(arrays[conflict], arrays[j])), 0)
+        raise ValueError(
+            f"{names[conflict]} interleaves in memory with {names[other]} (as column blocks of one "
+            "matrix do); ferroptim's borrow checker cannot prove such views disjoint, so give each "
+            "parameter its own array or a contiguous block of a shared buffer"
+        )
 
 
 class Optimizer:
@@ -122,6 +140,7 @@ class Optimizer:
                 "params argument given to the optimizer should be an iterable of arrays "
                 "or dicts, but got a single numpy.ndarray; wrap it in a list"
             )
+        _reject_set(params)
         if isinstance(params, Mapping):
             groups: list[Any] = [{"params": list(params.items())}]
         else:
@@ -255,11 +274,11 @@ class Optimizer:
         self.state = state
 
     def __repr__(self) -> str:
-        lines = [type(self).__name__ + " ("]
+        text = type(self).__name__ + " ("
         for i, group in enumerate(self.param_groups):
-            lines.append(f"Parameter Group {i}")
-            lines.extend(f"    {k}: {group[k]}" for k in sorted(group) if k != "params")
-        return "\n".join(lines) + "\n)"
+            text += f"\nParameter Group {i}\n"
+            text += "".join(f"    {k}: {group[k]}\n" for k in sorted(group) if k != "params")
+        return text + ")"
 
     def __getstate__(self) -> dict[str, Any]:
         return {"defaults": self.defaults, "state": self.state, "param_groups": self.param_groups}
@@ -295,11 +314,7 @@ class Optimizer:
     def _unpack_params(params: Any) -> tuple[list[Any], list[str] | None]:
         if isinstance(params, np.ndarray):
             return [params], None
-        if isinstance(params, (set, frozenset)):
-            raise TypeError(
-                "optimizer parameters need to be organized in ordered collections, "
-                "but the ordering of a set changes between runs; use a list"
-            )
+        _reject_set(params)
         if isinstance(params, Mapping):
             params = list(params.items())
         items = list(params)
@@ -335,7 +350,8 @@ class Optimizer:
             return per_group
         if isinstance(grads, np.ndarray) or not isinstance(grads, Iterable):
             raise TypeError("grads must be a sequence with one entry (array or None) per parameter")
-        flat = list(grads)
+        # Arithmetic on 0-d arrays yields NumPy scalars; take them as 0-d gradients.
+        flat = [np.asarray(g) if isinstance(g, np.generic) else g for g in grads]
         total = sum(len(g["params"]) for g in self.param_groups)
         if len(flat) != total:
             raise ValueError(f"grads has {len(flat)} entries, but the optimizer has {total} parameters")

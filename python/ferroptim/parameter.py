@@ -19,7 +19,8 @@ class Parameter(np.ndarray):
 
     ``Parameter(a)`` wraps the ndarray ``a`` without copying: ``np.shares_memory(a, p)``
     holds and every optimizer update is visible through ``a``. ``p.grad`` is ``None``
-    until set, and must then be an array of ``p``'s shape and dtype.
+    until set, and must then be an array (or, for a 0-d parameter, a NumPy scalar) of ``p``'s
+    shape and dtype.
 
     Arithmetic, indexing and NumPy functions on a ``Parameter`` return plain ndarrays,
     just as operations on a ``torch.nn.Parameter`` return plain tensors; in-place
@@ -51,6 +52,8 @@ class Parameter(np.ndarray):
 
     @grad.setter
     def grad(self, value: np.ndarray | None) -> None:
+        if isinstance(value, np.generic):
+            value = np.asarray(value)  # arithmetic on 0-d arrays yields NumPy scalars
         if value is not None:
             if not isinstance(value, np.ndarray):
                 raise TypeError(f"grad must be a numpy.ndarray or None, got {type(value).__name__}")

@@ -308,3 +308,37 @@ impl<T: Real> Flat<'_, T> {
         self.state.iter_mut().flatten().for_each(Lane::write_back);
     }
 }
+
+/// The position of the first array that cannot be updated in the same step as the
+/// arrays before it (rust-numpy's borrow tracker refuses it), or `None`.
+///
+/// The tracker is what keeps a step's arrays disjoint, and it is conservative:
+/// two views whose elements interleave in memory (column blocks of one matrix)
+/// count as overlapping. The Python layer asks this at construction, so such
+/// parameters are refused there, with the same verdict a step would give.
+#[pyfunction]
+pub fn first_conflict(arrays: Vec<Bound<'_, PyAny>>) -> Option<usize> {
+    fn hold<'py, T: Element>(
+        a: &Bound<'py, PyArrayDyn<T>>,
+        guards: &mut Vec<PyReadwriteArrayDyn<'py, T>>,
+    ) -> bool {
+        match a.try_readwrite() {
+            Ok(guard) => {
+                guards.push(guard);
+                true
+            }
+            Err(e) => !matches!(e, BorrowError::AlreadyBorrowed),
+        }
+    }
+    let (mut f32s, mut f64s) = (Vec::new(), Vec::new());
+    arrays.iter().position(|a| {
+        let ok = if let Ok(a) = a.cast::<PyArrayDyn<f32>>() {
+            hold(a, &mut f32s)
+        } else if let Ok(a) = a.cast::<PyArrayDyn<f64>>() {
+            hold(a, &mut f64s)
+        } else {
+            true
+        };
+        !ok
+    })
+}

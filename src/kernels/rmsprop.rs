@@ -104,30 +104,47 @@ impl<T: Real> Chunk for RmspropTensor<'_, T> {
     }
 }
 
+impl<T: Real> Scalars<T> {
+    /// One element's step; `grad_avg` and `momentum_buffer` are `Some` in the loops
+    /// of the settings that use them, so every loop is branch-free after inlining.
+    #[inline(always)]
+    fn apply(&self, p: &mut T, g: T, sq: &mut T, grad_avg: Option<&mut T>, momentum_buffer: Option<&mut T>) {
+        let g = effective_grad(g, *p, self.maximize, self.weight_decay);
+        *sq = *sq * self.alpha + self.one_minus_alpha * g * g;
+        // torch: square_avg.addcmul(grad_avg, grad_avg, value=-1)
+        let variance = match grad_avg {
+            Some(a) => {
+                *a = lerp(*a, g, self.one_minus_alpha);
+                *sq + -*a * *a
+            }
+            None => *sq,
+        };
+        let denom = if self.eps_in_sqrt { (variance + self.eps).sqrt() } else { variance.sqrt() + self.eps };
+        match momentum_buffer {
+            Some(buf) => {
+                *buf = *buf * self.momentum + g / denom;
+                *p = *p + self.neg_lr * *buf;
+            }
+            None => *p = *p + self.neg_lr * g / denom,
+        }
+    }
+}
+
 impl<T: Real> Update for RmspropTensor<'_, T> {
     fn update(self) {
         let s = self.s;
-        let mut grad_avg = self.grad_avg.map(|a| a.iter_mut());
-        let mut momentum_buffer = self.momentum_buffer.map(|b| b.iter_mut());
-        for ((p, &g), sq) in self.param.iter_mut().zip(self.grad).zip(self.square_avg) {
-            let g = effective_grad(g, *p, s.maximize, s.weight_decay);
-            *sq = *sq * s.alpha + s.one_minus_alpha * g * g;
-            // torch: square_avg.addcmul(grad_avg, grad_avg, value=-1)
-            let variance = match grad_avg.as_mut().and_then(Iterator::next) {
-                Some(a) => {
-                    *a = lerp(*a, g, s.one_minus_alpha);
-                    *sq + -*a * *a
-                }
-                None => *sq,
-            };
-            let denom = if s.eps_in_sqrt { (variance + s.eps).sqrt() } else { variance.sqrt() + s.eps };
-            match momentum_buffer.as_mut().and_then(Iterator::next) {
-                Some(buf) => {
-                    *buf = *buf * s.momentum + g / denom;
-                    *p = *p + s.neg_lr * *buf;
-                }
-                None => *p = *p + s.neg_lr * g / denom,
+        let lanes = self.param.iter_mut().zip(self.grad).zip(self.square_avg);
+        match (self.grad_avg, self.momentum_buffer) {
+            (None, None) => lanes.for_each(|((p, &g), sq)| s.apply(p, g, sq, None, None)),
+            (Some(avg), None) => {
+                lanes.zip(avg).for_each(|(((p, &g), sq), a)| s.apply(p, g, sq, Some(a), None))
             }
+            (None, Some(buf)) => {
+                lanes.zip(buf).for_each(|(((p, &g), sq), b)| s.apply(p, g, sq, None, Some(b)))
+            }
+            (Some(avg), Some(buf)) => lanes
+                .zip(avg.iter_mut().zip(buf))
+                .for_each(|(((p, &g), sq), (a, b))| s.apply(p, g, sq, Some(a), Some(b))),
         }
     }
 }
