@@ -22,7 +22,7 @@ build: venv
 	$(BIN)/maturin develop --release -q
 
 test-deps: venv
-	$(BIN)/python -m pip install -q "pytest>=8" "hypothesis>=6" "ruff>=0.6" "mypy>=1.10" torch
+	$(BIN)/python -m pip install -q "pytest>=8" "ruff>=0.6" "mypy>=1.10" torch
 
 lint:
 	cargo fmt --check
