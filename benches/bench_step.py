@@ -73,7 +73,10 @@ def main() -> None:
                     timings[variant] = median_step(opt.step, repeats)
                 del opt, params
             ours = timings["ferroptim"]
-            cells = [f"{1e3 * timings.get(k, float('nan')):>8.2f}ms" for k in ("default", "foreach", "fused")]
+            cells = [
+                f"{1e3 * timings[k]:>8.2f}ms" if k in timings else f"{'-':>10}"
+                for k in ("default", "foreach", "fused")
+            ]
             ratios = " / ".join(
                 f"{timings[k] / ours:.1f}x" if k in timings else "-" for k in ("default", "foreach", "fused")
             )
