@@ -595,3 +595,28 @@ def test_adagrad_uses_each_groups_initial_accumulator_value():
     opt.step(grads=[g, g])
     np.testing.assert_allclose(b, -0.5 * g / (np.sqrt(4.0 + g * g) + 1e-10), rtol=1e-15)
     np.testing.assert_allclose(a, -0.5 * g / (np.sqrt(g * g) + 1e-10), rtol=1e-15)
+
+
+@pytest.mark.parametrize("how", ["deepcopy", "pickle"])
+def test_copied_optimizer_continues_like_the_original(how):
+    """A deep-copied or unpickled optimizer keeps its state attached to its own copies of
+    the parameters (state is keyed by identity, which copying changes)."""
+    import copy
+    import pickle
+
+    rng = np.random.default_rng(3)
+    params = [fo.Parameter(rng.standard_normal(4)), fo.Parameter(rng.standard_normal((2, 3)))]
+    opt = fo.Adam(params, lr=0.1)
+    for p in params:
+        p.grad = rng.standard_normal(p.shape)
+    opt.step()
+    twin = copy.deepcopy(opt) if how == "deepcopy" else pickle.loads(pickle.dumps(opt))
+    twin_params = twin.param_groups[0]["params"]
+    assert all(tp is not p and np.array_equal(tp, p) for tp, p in zip(twin_params, params))
+    assert all(tp in twin.state and twin.state[tp]["step"] == 1.0 for tp in twin_params)
+    grads = [rng.standard_normal(p.shape) for p in params]
+    opt.step(grads=grads)
+    twin.step(grads=grads)
+    for p, tp in zip(params, twin_params):
+        assert np.array_equal(p, tp)
+        assert np.array_equal(opt.state[p]["exp_avg_sq"], twin.state[tp]["exp_avg_sq"])

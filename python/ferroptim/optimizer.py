@@ -70,6 +70,13 @@ class ParamState(MutableMapping):
     def __repr__(self) -> str:
         return f"ParamState({len(self)} parameters)"
 
+    def __getstate__(self) -> list[tuple[Any, dict[str, Any]]]:
+        # ids change when unpickled or deep-copied; the (param, state) pairs do not
+        return list(self._items.values())
+
+    def __setstate__(self, pairs: list[tuple[Any, dict[str, Any]]]) -> None:
+        self._items = {id(param): (param, state) for param, state in pairs}
+
 
 def _byte_bounds(a: np.ndarray) -> tuple[int, int]:
     start = a.__array_interface__["data"][0]
