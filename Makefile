@@ -7,6 +7,8 @@ BIN := $(VENV)/bin
 export VIRTUAL_ENV := $(CURDIR)/$(VENV)
 
 .PHONY: demo test venv build test-deps lint rust-test py-test bench clean
+# The steps share one virtual environment: never run them concurrently (make -j).
+.NOTPARALLEL:
 
 demo: build
 	$(BIN)/python -m ferroptim.examples.mlp
@@ -22,6 +24,7 @@ build: venv
 	$(BIN)/maturin develop --release -q
 
 test-deps: venv
+	rustup component add rustfmt clippy 2>/dev/null || true
 	$(BIN)/python -m pip install -q "pytest>=8" "ruff>=0.6" "mypy>=1.10" torch
 
 lint:

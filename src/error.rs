@@ -38,6 +38,13 @@ pub enum Error {
         /// The array, as the user knows it.
         what: String,
     },
+    /// A layout the kernels cannot address element by element.
+    Layout {
+        /// The array, as the user knows it.
+        what: String,
+        /// What is wrong with it.
+        problem: &'static str,
+    },
     /// Memory shared with another array in the same step.
     Overlap {
         /// The array, as the user knows it.
@@ -57,6 +64,7 @@ impl fmt::Display for Error {
             Self::Shape { what, found, expected } => {
                 write!(f, "{what} has shape {found:?}, expected {expected:?} (the parameter's shape)")
             }
+            Self::Layout { what, problem } => write!(f, "{what} {problem}"),
             Self::ReadOnly { what } => write!(f, "{what} is read-only (its WRITEABLE flag is off)"),
             Self::Overlap { what } => write!(
                 f,

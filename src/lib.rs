@@ -14,7 +14,7 @@ use pyo3::prelude::*;
 #[pymodule]
 mod _core {
     #[pymodule_export]
-    use crate::bindings::arrays::first_conflict;
+    use crate::bindings::arrays::check_params;
     #[pymodule_export]
     use crate::bindings::optimizers::{
         adadelta_step, adagrad_norm_step, adagrad_step, adam_step, rmsprop_step, sgd_step,

@@ -566,12 +566,13 @@ def test_state_is_keyed_by_plain_ndarray_identity():
     np.testing.assert_allclose(opt.state[a]["exp_avg"], 0.1 * g, rtol=1e-15)
     np.testing.assert_allclose(opt.state[a]["exp_avg_sq"], 0.001 * g * g, rtol=1e-15)
     assert opt.state[a]["step"] == 1.0
-    with pytest.raises(KeyError):
-        opt.state[b]
-    with pytest.raises(KeyError):
-        opt.state[np.zeros(3)]
     assert list(opt.state) == [a] and len(opt.state) == 1
+    assert opt.state.get(b) is None and b not in opt.state  # get and `in` insert nothing
+    # As torch's defaultdict(dict): a parameter without state reads as {}.
+    held = opt.state[b]
+    assert held == {} and b in opt.state
     opt.step(grads=[None, g])
+    assert held is opt.state[b] and held["step"] == 1.0  # the held dict is the live state
     assert opt.state[b]["step"] == 1.0 and opt.state[a]["step"] == 1.0
 
 
@@ -620,3 +621,20 @@ def test_copied_optimizer_continues_like_the_original(how):
     for p, tp in zip(params, twin_params):
         assert np.array_equal(p, tp)
         assert np.array_equal(opt.state[p]["exp_avg_sq"], twin.state[tp]["exp_avg_sq"])
+
+
+def test_numpy_scalar_hyperparameters_and_list_betas_are_accepted():
+    """As torch: hyperparameters read from NumPy configs, and betas edited to a list."""
+    a = np.zeros(3)
+    opt = fo.Adam([a], lr=np.float32(0.5), betas=(np.float64(0.9), 0.99), eps=np.float64(1e-8))
+    opt.param_groups[0]["betas"] = [0.0, 0.5]
+    g = np.array([1.0, -2.0, 4.0])
+    opt.step(grads=[g])
+    # beta1 = 0, beta2 = 0.5, t = 1: m_hat = g, v_hat = g^2, theta = -lr * g / (|g| + eps)
+    np.testing.assert_allclose(a, -0.5 * g / (np.abs(g) + 1e-8), rtol=1e-7)
+
+
+def test_np_function_with_out_returns_the_parameter():
+    p = fo.Parameter(np.array([-1.0, 0.25, 2.0]))
+    assert np.clip(p, 0.0, 0.5, out=p) is p
+    np.testing.assert_array_equal(p, [0.0, 0.25, 0.5])

@@ -868,3 +868,88 @@ def test_nan_and_inf_propagate_as_in_torch(dtype, name, kwargs):
             ref = topt.state[t][key].numpy()
             assert np.array_equal(np.isnan(value), np.isnan(ref)), key
             np.testing.assert_allclose(value, ref, equal_nan=True, **tol(np.dtype(dtype)))
+
+
+# --- layouts the kernels cannot address -------------------------------------------------
+
+
+def _packed_field():
+    """A float64 field of a packed structured array: stride 12, not aligned."""
+    rec = np.zeros(4, dtype=[("a", "<f8"), ("b", "<f4")])
+    rec["b"] = 7
+    return rec, rec["a"]
+
+
+def _offset_by_one_byte():
+    buf = bytearray(8 * 5)
+    return buf, np.frombuffer(buf, np.float64, offset=1, count=4)
+
+
+@pytest.mark.parametrize("cls", ALL_CLASSES)
+@pytest.mark.parametrize("build", [_packed_field, _offset_by_one_byte], ids=["packed-field", "offset"])
+def test_misaligned_param_is_refused_at_construction(cls, build):
+    owner, a = build()
+    assert not a.flags.aligned and a.flags.writeable
+    before = bytes(owner.tobytes() if isinstance(owner, np.ndarray) else owner)
+    with pytest.raises(BaseException) as info:
+        cls([a])
+    assert type(info.value) is ValueError, f"{type(info.value).__name__}: {info.value}"
+    assert "param_groups[0]['params'][0]" in str(info.value) and "aligned" in str(info.value)
+    assert bytes(owner.tobytes() if isinstance(owner, np.ndarray) else owner) == before
+
+
+def test_misaligned_grad_is_refused_and_changes_nothing():
+    rec, field = _packed_field()
+    field[:] = [-1.0, -2.0, -3.0, -4.0]
+    p = np.zeros(4)
+    opt = fo.SGD([p], lr=1.0, momentum=0.9)
+    with pytest.raises(BaseException) as info:
+        opt.step(grads=[field])
+    assert type(info.value) is ValueError, f"{type(info.value).__name__}: {info.value}"
+    assert "gradient of param_groups[0]['params'][0]" in str(info.value)
+    assert np.array_equal(p, np.zeros(4)) and len(opt.state) == 0
+    opt.step(grads=[np.ascontiguousarray(field)])  # an aligned copy works: p = -lr * g
+    np.testing.assert_array_equal(p, [1.0, 2.0, 3.0, 4.0])
+    assert np.array_equal(rec["b"], np.full(4, 7.0, np.float32))
+
+
+@pytest.mark.parametrize("cls", ALL_CLASSES)
+def test_more_than_32_dimensions_is_a_value_error(cls):
+    p = np.zeros((1,) * 33)
+    with pytest.raises(BaseException) as info:
+        cls([p])
+    assert type(info.value) is ValueError, f"{type(info.value).__name__}: {info.value}"
+    assert "32 dimensions" in str(info.value)
+
+
+@pytest.mark.parametrize("cls", ALL_CLASSES)
+@pytest.mark.parametrize(
+    ("shape", "strides"), [((4,), (0,)), ((3, 4), (16, 8))], ids=["zero-stride", "overlapping-windows"]
+)
+def test_self_overlapping_param_is_refused(cls, shape, strides):
+    """A writeable view whose elements share memory (torch refuses these too) cannot hold
+    an update: refused at construction rather than silently giving last-write-wins."""
+    base = np.zeros(16)
+    p = np.lib.stride_tricks.as_strided(base, shape, strides)
+    assert p.flags.writeable
+    with pytest.raises(BaseException) as info:
+        cls([p])
+    assert type(info.value) is ValueError, f"{type(info.value).__name__}: {info.value}"
+    assert "share memory with each other" in str(info.value)
+    assert np.array_equal(base, np.zeros(16))
+
+
+def test_broadcast_grad_is_allowed():
+    """A read-only gradient may repeat elements (np.broadcast_to): it is only read."""
+    p = np.zeros((3, 4))
+    fo.SGD([p], lr=0.5).step(grads=[np.broadcast_to(np.arange(4.0), (3, 4))])
+    np.testing.assert_array_equal(p, -0.5 * np.broadcast_to(np.arange(4.0), (3, 4)))
+
+
+def test_bad_hyperparameter_edited_into_a_group_names_the_group():
+    p = np.zeros(2)
+    opt = fo.Adam([{"params": [np.zeros(2)]}, {"params": [p]}])
+    opt.param_groups[1]["lr"] = "fast"
+    with pytest.raises(TypeError, match=r"param_groups\[1\]"):
+        opt.step(grads=[np.ones(2), np.ones(2)])
+    assert np.array_equal(p, np.zeros(2)) and len(opt.state) == 0

@@ -742,3 +742,51 @@ def test_real_torch_tensor_lr_loads_as_float(case_id):
         assert type(g["lr"]) is float and g["lr"] == 0.015
         assert not set(TORCH_FLAGS) & set(g)
     assert_state_close(opt.state_dict(), np_sd, dtype)
+
+
+def _adam_with_state():
+    a, b = np.zeros(3), np.zeros(2)
+    opt = fo.Adam([a, b], lr=0.1, amsgrad=True)
+    opt.step(grads=[np.ones(3), np.ones(2)])
+    return opt, a, b
+
+
+@pytest.mark.parametrize(
+    "corrupt",
+    [
+        lambda sd: sd["state"][0].pop("exp_avg"),
+        lambda sd: sd["state"][1].pop("exp_avg_sq"),
+        lambda sd: sd["state"][0].update(step=True),
+        lambda sd: sd["param_groups"][0].update(params=0),
+        lambda sd: sd["param_groups"][0].update(params=[0, 0]),
+        lambda sd: sd["param_groups"][0].update(params=[[0], 1]),
+    ],
+    ids=["no-exp_avg", "no-exp_avg_sq", "bool-step", "params-int", "params-repeated", "params-unhashable"],
+)
+def test_incomplete_or_ambiguous_state_dict_is_refused(corrupt):
+    """A state dict that would make every later step fail, or that maps ids ambiguously,
+    is refused at load with a ValueError, and the optimizer is unchanged."""
+    opt, a, b = _adam_with_state()
+    sd = opt.state_dict()
+    before = opt.state_dict()
+    corrupt(sd)
+    with pytest.raises(ValueError):
+        opt.load_state_dict(sd)
+    after = opt.state_dict()
+    assert after["param_groups"] == before["param_groups"]
+    for i in before["state"]:
+        for k, v in before["state"][i].items():
+            assert np.array_equal(after["state"][i][k], v)
+    opt.step(grads=[np.ones(3), np.ones(2)])  # still steps
+
+
+def test_amsgrad_turned_on_by_a_loaded_group_creates_its_buffer():
+    """torch raises KeyError when a loaded group enables amsgrad without max_exp_avg_sq;
+    here the missing buffer starts at zero, as it would have on a fresh run."""
+    opt, a, b = _adam_with_state()
+    sd = opt.state_dict()
+    for s in sd["state"].values():
+        s.pop("max_exp_avg_sq")
+    opt.load_state_dict(sd)
+    opt.step(grads=[np.ones(3), np.ones(2)])
+    np.testing.assert_array_equal(opt.state[a]["max_exp_avg_sq"], opt.state[a]["exp_avg_sq"])

@@ -226,3 +226,44 @@ def test_fork_after_a_parallel_step():
     result = np.frombuffer(shared, dtype=np.float64)
     assert np.array_equal(result, p)
     assert opt.state[p]["step"] == 3.0
+
+
+def test_steps_of_one_optimizer_from_two_threads_are_serialized():
+    """Two Python threads stepping the same optimizer: the steps run one after the
+    other (a lock per optimizer), so the result is two ordinary steps."""
+    import threading
+
+    rng = np.random.default_rng(5)
+    start = rng.standard_normal(400_000)
+    g = rng.standard_normal(400_000)
+    shared = fo.Parameter(start.copy(), g)
+    opt = fo.Adam([shared], lr=1e-2)
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            for _ in range(5):
+                opt.step()
+        except BaseException as err:  # noqa: BLE001 - any failure must surface in the test
+            errors.append(err)
+
+    threads = [threading.Thread(target=work) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors and not any(t.is_alive() for t in threads)
+    reference = fo.Parameter(start.copy(), g)
+    ref_opt = fo.Adam([reference], lr=1e-2)
+    for _ in range(10):
+        ref_opt.step()
+    assert opt.state[shared]["step"] == 10.0
+    assert np.array_equal(shared, reference)
+    assert np.array_equal(opt.state[shared]["exp_avg_sq"], ref_opt.state[reference]["exp_avg_sq"])
+
+
+def test_invalid_thread_variable_warns():
+    code = "import warnings; warnings.simplefilter('error'); import ferroptim"
+    env = dict(os.environ, FERROPTIM_NUM_THREADS="lots")
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert result.returncode != 0 and "FERROPTIM_NUM_THREADS" in result.stderr

@@ -6,6 +6,9 @@
 >>> w.grad = np.ones(3); opt.step()
 """
 
+import os as _os
+import warnings as _warnings
+
 from ._core import get_num_threads, set_num_threads
 from .adadelta import Adadelta
 from .adagrad import Adagrad
@@ -30,3 +33,11 @@ __all__ = [
     "set_num_threads",
 ]
 __version__ = "0.1.0"
+
+_threads = _os.environ.get("FERROPTIM_NUM_THREADS", "").strip()
+if _threads and not (_threads.isdigit() and int(_threads) > 0):
+    _warnings.warn(
+        f"FERROPTIM_NUM_THREADS={_threads!r} is not a positive integer; using the number of cores",
+        RuntimeWarning,
+        stacklevel=2,
+    )

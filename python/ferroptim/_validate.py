@@ -2,28 +2,34 @@
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
+
+import numpy as np
+
+
+def _real(value: Any, name: str) -> None:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
 
 
 def non_negative(group: dict[str, Any], *names: str) -> None:
-    """Each named hyperparameter is a real number ``>= 0``."""
+    """Each named hyperparameter is a real number ``>= 0`` (NumPy scalars included)."""
     for name in names:
-        value = group[name]
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-        if not value >= 0.0:  # also rejects NaN
-            raise ValueError(f"Invalid {name} value: {value}")
+        _real(group[name], name)
+        if not group[name] >= 0.0:  # also rejects NaN
+            raise ValueError(f"Invalid {name} value: {group[name]}")
 
 
 def in_unit_interval(value: Any, name: str, *, closed: bool) -> None:
     """``value`` lies in ``[0, 1]`` (closed) or ``[0, 1)``."""
-    non_negative({name: value}, name)
-    if value > 1.0 or (not closed and value == 1.0):
+    _real(value, name)
+    if not (0.0 <= value < 1.0 or (closed and value == 1.0)):
         raise ValueError(f"Invalid {name}: {value} (must be in [0, 1{']' if closed else ')'})")
 
 
 def flag(group: dict[str, Any], *names: str) -> None:
     """Each named hyperparameter is a bool."""
     for name in names:
-        if not isinstance(group[name], bool):
+        if not isinstance(group[name], (bool, np.bool_)):
             raise TypeError(f"{name} must be True or False, got {group[name]!r}")

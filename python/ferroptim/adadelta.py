@@ -34,6 +34,7 @@ class Adadelta(Optimizer):
     """
 
     state_slots = ("square_avg", "acc_delta")
+    required_state = ("square_avg", "acc_delta")
     _kernel = staticmethod(_core.adadelta_step)
 
     def __init__(

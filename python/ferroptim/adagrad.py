@@ -35,6 +35,7 @@ class Adagrad(Optimizer):
     """
 
     state_slots = ("sum",)
+    required_state = ("sum",)
     _kernel = staticmethod(_core.adagrad_step)
 
     def __init__(

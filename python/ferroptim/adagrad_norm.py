@@ -27,7 +27,9 @@ class AdagradNorm(Optimizer):
     With ``lr=1`` this is exactly the lecture's algorithm; SGD with the fixed step
     ``1/b0`` is what it is robust against. ``||g_k||^2`` is accumulated in float64
     for float32 parameters too, and reduced in a fixed order, so ``b`` has the same
-    bits for every thread count.
+    bits for every thread count. That order is each parameter's memory order: the same
+    values held in an array of another layout (F order, say) can change ``b`` in its
+    last bit.
 
     Args:
         params: arrays or param groups to optimize.
@@ -102,35 +104,22 @@ class AdagradNorm(Optimizer):
         holders: list[Any] = []
         slot_of: dict[int, int] = {}
         calls = []
-        for gi, (group, group_grads) in enumerate(zip(self.param_groups, grads)):
-            index, params, gs, accumulator = [], [], [], []
-            for i, (p, g) in enumerate(zip(group["params"], group_grads)):
-                if g is None:
-                    continue
+        for gi, group, tensors in self._with_grads(grads):
+            accumulator = []
+            for i in tensors["index"]:
                 holder = self._holder(gi, i)
                 if id(holder) not in slot_of:
                     slot_of[id(holder)] = len(holders)
                     holders.append(holder)
-                index.append(i)
-                params.append(p)
-                gs.append(g)
                 accumulator.append(slot_of[id(holder)])
-            if params:
-                call = {k: group[k] for k in ("lr", "weight_decay", "maximize")}
-                call.update(
-                    group=gi,
-                    index=index,
-                    params=params,
-                    grads=gs,
-                    state=[[]] * len(params),
-                    accumulator=accumulator,
-                )
-                calls.append(call)
+            call = {k: group[k] for k in ("lr", "weight_decay", "maximize")}
+            call.update(tensors, state=[[]] * len(accumulator), accumulator=accumulator)
+            calls.append(call)
         if not calls:
             return
         b_sq = _core.adagrad_norm_step(calls, [self._b_sq(h) for h in holders])
         for holder, value in zip(holders, b_sq):
-            self.state[holder] = {"b_sq": value}
+            self._commit(holder, {"b_sq": value})
 
     def _load_param_state(self, p: np.ndarray, site: str, entry: Any) -> dict[str, Any]:
         if not isinstance(entry, dict) or set(entry) - {"b_sq"}:

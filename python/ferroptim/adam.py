@@ -41,6 +41,7 @@ class Adam(Optimizer):
     """
 
     state_slots = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+    required_state = ("exp_avg", "exp_avg_sq")
     _kernel = staticmethod(_core.adam_step)
 
     def __init__(

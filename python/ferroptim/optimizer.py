@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import math
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
 from typing import Any, ClassVar
 
@@ -44,10 +45,17 @@ class ParamState(MutableMapping):
         self._items: dict[int, tuple[Any, dict[str, Any]]] = {}
 
     def __getitem__(self, param: Any) -> dict[str, Any]:
+        """The state of ``param``; like torch's ``defaultdict(dict)``, an empty dict is
+        inserted for a parameter that has none yet."""
         entry = self._items.get(id(param))
         if entry is None or entry[0] is not param:
-            raise KeyError("parameter has no state")
+            entry = self._items[id(param)] = (param, {})
         return entry[1]
+
+    def get(self, param: Any, default: Any = None) -> Any:
+        """The state of ``param``, or ``default``; inserts nothing."""
+        entry = self._items.get(id(param))
+        return entry[1] if entry is not None and entry[0] is param else default
 
     def __setitem__(self, param: Any, value: dict[str, Any]) -> None:
         self._items[id(param)] = (param, value)
@@ -78,48 +86,26 @@ class ParamState(MutableMapping):
         self._items = {id(param): (param, state) for param, state in pairs}
 
 
-def _byte_bounds(a: np.ndarray) -> tuple[int, int]:
-    start = a.__array_interface__["data"][0]
-    if a.size == 0:
-        return start, start
-    low = high = start
-    for extent, stride in zip(a.shape, a.strides):
-        span = (extent - 1) * stride
-        if span < 0:
-            low += span
-        else:
-            high += span
-    return low, high + a.itemsize
-
-
-def check_disjoint(arrays: Sequence[np.ndarray], names: Sequence[str]) -> None:
-    """Raises ``ValueError`` naming two arrays that cannot be updated in one step.
-
-    That is two arrays sharing an element (found exactly: sorting by address finds
-    candidate pairs, ``np.shares_memory`` decides), or two views whose elements
-    interleave in memory, such as column blocks ``m[:, :3]`` and ``m[:, 3:]``, which
-    rust-numpy's borrow checker cannot prove disjoint, so a step would refuse them.
-    """
-    spans = sorted((_byte_bounds(a) + (i,) for i, a in enumerate(arrays) if a.size), key=lambda s: s[0])
-    active: list[tuple[int, int, int]] = []
-    for low, high, i in spans:
-        active = [s for s in active if s[1] > low]
-        for _, _, j in active:
-            if np.shares_memory(arrays[i], arrays[j]):
-                first, second = sorted((i, j))
-                raise ValueError(
-                    f"{names[second]} shares memory with {names[first]}; "
-                    "each parameter must be its own memory"
-                )
-        active.append((low, high, i))
-    conflict = _core.first_conflict(list(arrays))
-    if conflict is not None:
-        other = next((j for j in range(conflict) if np.may_share_memory(arrays[conflict], arrays[j])), 0)
+def check_params(arrays: Sequence[np.ndarray], names: Sequence[str]) -> None:
+    """Raises ``ValueError`` naming a parameter a step could not update: one the kernels
+    cannot address (misaligned, over 32 dimensions, elements sharing memory with each
+    other), or one that shares memory with an earlier parameter or interleaves with it
+    in a way rust-numpy's borrow checker cannot prove disjoint (column blocks
+    ``m[:, :3]`` and ``m[:, 3:]`` of one matrix). The verdict is the one a step gives."""
+    conflict = _core.check_params(list(arrays), list(names))
+    if conflict is None:
+        return
+    others = [j for j in range(conflict) if np.may_share_memory(arrays[conflict], arrays[j])] or [0]
+    shared = [j for j in others if np.shares_memory(arrays[conflict], arrays[j])]
+    if shared:
         raise ValueError(
-            f"{names[conflict]} interleaves in memory with {names[other]} (as column blocks of one "
-            "matrix do); ferroptim's borrow checker cannot prove such views disjoint, so give each "
-            "parameter its own array or a contiguous block of a shared buffer"
+            f"{names[conflict]} shares memory with {names[shared[0]]}; each parameter must be its own memory"
         )
+    raise ValueError(
+        f"{names[conflict]} interleaves in memory with {names[others[0]]} (as column blocks of one "
+        "matrix do); ferroptim's borrow checker cannot prove such views disjoint, so give each "
+        "parameter its own array or a contiguous block of a shared buffer"
+    )
 
 
 class Optimizer:
@@ -135,10 +121,15 @@ class Optimizer:
 
     #: State keys, in the order the Rust kernel takes them.
     state_slots: ClassVar[tuple[str, ...]] = ()
+    #: State keys every non-empty state has (others are created when settings need them).
+    required_state: ClassVar[tuple[str, ...]] = ()
     #: Whether the state keeps torch's per-parameter ``step`` counter.
     counts_steps: ClassVar[bool] = True
 
     def __init__(self, params: Any, defaults: dict[str, Any]) -> None:
+        # Steps from several Python threads are serialized: the kernel runs without the
+        # GIL, and the state commit must not interleave with another step's.
+        self._lock = threading.Lock()
         self.defaults = dict(defaults)
         self.state: ParamState = ParamState()
         self.param_groups: list[dict[str, Any]] = []
@@ -184,7 +175,7 @@ class Optimizer:
         all_names = [
             _site(g, i) for g, grp in enumerate(self.param_groups) for i in range(len(grp["params"]))
         ] + [_site(gi, i) for i in range(len(params))]
-        check_disjoint(existing + params, all_names)
+        check_params(existing + params, all_names)
         self._validate_group(group)
         self.param_groups.append(group)
 
@@ -209,7 +200,8 @@ class Optimizer:
                 ``.grad`` is used.
         """
         loss = None if closure is None else closure()
-        self._step(self._gradients(grads))
+        with self._lock:
+            self._step(self._gradients(grads))
         return loss
 
     def state_dict(self) -> dict[str, Any]:
@@ -247,12 +239,20 @@ class Optimizer:
         for gi, (group, saved) in enumerate(zip(self.param_groups, saved_groups)):
             if not isinstance(saved, Mapping) or "params" not in saved:
                 raise ValueError(f"loaded param group {gi} is not a dict with 'params'")
+            if not isinstance(saved["params"], Sequence) or isinstance(saved["params"], str):
+                raise ValueError(f"loaded param group {gi}: 'params' must be a list of parameter ids")
             if len(saved["params"]) != len(group["params"]):
                 raise ValueError(
                     f"loaded param group {gi} has {len(saved['params'])} parameters, "
                     f"the optimizer's has {len(group['params'])}"
                 )
             for i, (key, p) in enumerate(zip(saved["params"], group["params"])):
+                try:
+                    repeated = key in by_index
+                except TypeError:
+                    raise ValueError(f"loaded param group {gi}: id {key!r} is not hashable") from None
+                if repeated:
+                    raise ValueError(f"loaded state dict lists parameter id {key!r} twice")
                 by_index[key] = (p, _site(gi, i))
             restored = dict(self.defaults)
             restored.update(
@@ -292,6 +292,7 @@ class Optimizer:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        self._lock = threading.Lock()
 
     # --- what subclasses provide ------------------------------------------------------
     _kernel: ClassVar[Callable[[list[dict[str, Any]]], None]]
@@ -308,8 +309,9 @@ class Optimizer:
         (``None`` where unused); adds missing ones to ``state`` (a private copy)."""
         return [state.get(name) for name in self.state_slots]
 
-    def _tensor_args(self, states: list[dict[str, Any]]) -> dict[str, Any]:
-        """Per-tensor scalars for the kernel; updates the private state copies."""
+    def _tensor_args(self, states: list[dict[str, Any]], olds: list[dict[str, Any] | None]) -> dict[str, Any]:
+        """Per-tensor scalars for the kernel; updates the private state copies
+        (``olds`` are the states before this step, ``None`` or empty when new)."""
         if not self.counts_steps:
             return {}
         for s in states:
@@ -368,32 +370,42 @@ class Optimizer:
             start += len(group["params"])
         return per_group
 
+    def _with_grads(self, grads: list[list[Any]]) -> Iterator[tuple[int, dict[str, Any], dict[str, list]]]:
+        """Per group that has any gradient: its index, the group, and the kernel's
+        ``group``/``index``/``params``/``grads`` entries for its parameters with one."""
+        for gi, (group, group_grads) in enumerate(zip(self.param_groups, grads)):
+            pairs = enumerate(zip(group["params"], group_grads))
+            with_grad = [(i, p, g) for i, (p, g) in pairs if g is not None]
+            if with_grad:
+                index, params, gs = (list(column) for column in zip(*with_grad))
+                yield gi, group, {"group": gi, "index": index, "params": params, "grads": gs}
+
     def _step(self, grads: list[list[Any]]) -> None:
         calls, pending = [], []
-        for gi, (group, group_grads) in enumerate(zip(self.param_groups, grads)):
-            index, params, gs, states, slots = [], [], [], [], []
-            for i, (p, g) in enumerate(zip(group["params"], group_grads)):
-                if g is None:
-                    continue
-                old = self.state.get(p)
-                state = dict(old) if old else self._init_state(p, group)
-                index.append(i)
-                params.append(p)
-                gs.append(g)
-                states.append(state)
-                slots.append(self._slot_arrays(state, p, group))
-            if not params:
-                continue
+        for _, group, tensors in self._with_grads(grads):
+            olds = [self.state.get(p) for p in tensors["params"]]
+            # Private copies: the state is committed only once the kernel accepted every array.
+            states = [
+                dict(old) if old else self._init_state(p, group) for p, old in zip(tensors["params"], olds)
+            ]
             call = {k: v for k, v in group.items() if k not in ("params", "param_names")}
-            call.update(group=gi, index=index, params=params, grads=gs, state=slots)
-            call.update(self._tensor_args(states))
+            call.update(tensors)
+            call["state"] = [self._slot_arrays(st, p, group) for st, p in zip(states, tensors["params"])]
+            call.update(self._tensor_args(states, olds))
             calls.append(call)
-            pending.extend(zip(params, states))
+            pending.extend(zip(tensors["params"], states))
         if calls:
             type(self)._kernel(calls)
         for p, state in pending:
-            if state:
-                self.state[p] = state
+            self._commit(p, state)
+
+    def _commit(self, p: Any, state: dict[str, Any]) -> None:
+        """Makes ``state`` the state of ``p``, in place, so a dict held from ``opt.state[p]``
+        stays live as in torch."""
+        if state:
+            current = self.state[p]
+            current.clear()
+            current.update(state)
 
     def _load_param_state(self, p: np.ndarray, site: str, entry: Any) -> dict[str, Any]:
         if not isinstance(entry, Mapping):
@@ -407,8 +419,10 @@ class Optimizer:
                 state["step"] = _scalar(value, f"state 'step' of {site}")
             elif value is not None:
                 state[key] = _state_array(value, p, f"state {key!r} of {site}")
-        if self.counts_steps and state and "step" not in state:
-            raise ValueError(f"state of {site} has no 'step'")
+        required = (("step",) if self.counts_steps else ()) + self.required_state
+        missing = [k for k in required if k not in state]
+        if state and missing:
+            raise ValueError(f"state of {site} lacks {', '.join(repr(k) for k in missing)}")
         return state
 
 
@@ -425,6 +439,8 @@ def _plain_value(value: Any) -> Any:
 
 
 def _scalar(value: Any, what: str) -> float:
+    if isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{what} must be a number, got {value!r}")
     try:
         number = float(np.asarray(value).item()) if not isinstance(value, (int, float)) else float(value)
     except (TypeError, ValueError):

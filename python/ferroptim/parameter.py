@@ -84,6 +84,8 @@ class Parameter(np.ndarray):
 
     def __array_function__(self, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
         result = super().__array_function__(func, types, args, kwargs)
+        if kwargs.get("out") is not None:
+            return kwargs["out"]  # in place: hand back the caller's object
         return _plain(result)
 
     def __getitem__(self, key: Any) -> Any:

@@ -43,6 +43,7 @@ class RMSprop(Optimizer):
     """
 
     state_slots = ("square_avg", "grad_avg", "momentum_buffer")
+    required_state = ("square_avg",)
     _kernel = staticmethod(_core.rmsprop_step)
 
     def __init__(

@@ -77,8 +77,7 @@ class SGD(Optimizer):
         if "momentum_buffer" not in state:
             # Filled with the gradient by the kernel on this first step, as torch does.
             state["momentum_buffer"] = np.zeros_like(p.view(np.ndarray))
-            state["_first"] = True
         return [state["momentum_buffer"]]
 
-    def _tensor_args(self, states: list[dict[str, Any]]) -> dict[str, Any]:
-        return {"first": [bool(s.pop("_first", False)) for s in states]}
+    def _tensor_args(self, states: list[dict[str, Any]], olds: list[dict[str, Any] | None]) -> dict[str, Any]:
+        return {"first": [not old or "momentum_buffer" not in old for old in olds]}

@@ -6,7 +6,7 @@
 
 use ndarray::{ArrayViewD, ArrayViewMutD};
 use numpy::{BorrowError, Element, PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn, PyReadwriteArrayDyn};
-use numpy::{PyUntypedArray, PyUntypedArrayMethods};
+use numpy::{PyArrayDescrMethods, PyUntypedArray, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 
 use crate::error::Error;
@@ -99,6 +99,51 @@ fn same_shape<T: Element>(
     }
 }
 
+/// The most dimensions rust-numpy can view (NumPy 2 allows 64).
+const MAX_DIMS: usize = 32;
+
+/// Whether distinct indices of an array can reach the same memory. The test is
+/// sufficient, not exact: with axes sorted by stride, each stride must step over
+/// everything the smaller axes span. Every layout NumPy slicing produces passes.
+fn may_self_overlap(shape: &[usize], strides: &[isize], itemsize: usize) -> bool {
+    if shape.contains(&0) {
+        return false;
+    }
+    let mut axes: Vec<(usize, usize)> =
+        shape.iter().zip(strides).filter(|(&n, _)| n > 1).map(|(&n, &s)| (s.unsigned_abs(), n)).collect();
+    axes.sort_unstable();
+    let mut span = itemsize;
+    for (stride, n) in axes {
+        if stride < span {
+            return true;
+        }
+        span += stride * (n - 1);
+    }
+    false
+}
+
+/// An array the kernels cannot address element by element: misaligned (its strides
+/// or start are not multiples of the element size), too many dimensions, or, when
+/// it is written, with elements that share memory with each other.
+fn check_layout(
+    a: &Bound<'_, PyUntypedArray>,
+    written: bool,
+    what: impl Fn() -> String,
+) -> Result<(), Error> {
+    let problem = if !a.is_aligned() {
+        "is not aligned (its start or strides are not multiples of its element size, as in a \
+         field of a packed structured array); pass an aligned copy"
+    } else if a.ndim() > MAX_DIMS {
+        "has more than 32 dimensions; reshape it"
+    } else if written && may_self_overlap(a.shape(), a.strides(), a.dtype().itemsize()) {
+        "has elements that share memory with each other (a zero or overlapping stride, as from \
+         np.broadcast_to or as_strided), so an update could not be stored; pass a copy"
+    } else {
+        return Ok(());
+    };
+    Err(Error::Layout { what: what(), problem })
+}
+
 fn writable<'py, T: Element>(
     a: &Bound<'py, PyArrayDyn<T>>,
     what: impl Fn() -> String,
@@ -117,8 +162,10 @@ fn borrow_tensor<'py, T: Element>(
     state: &[Option<Bound<'py, PyAny>>],
 ) -> Result<Borrowed<'py, T>, Error> {
     let shape = param.shape().to_vec();
+    check_layout(param.as_untyped(), true, || site.param())?;
     let grad = typed::<T>(grad, || site.grad())?;
     same_shape(&grad, &shape, || site.grad())?;
+    check_layout(grad.as_untyped(), false, || site.grad())?;
     if state.len() != names.len() {
         return Err(Error::Malformed(format!(
             "{} has {} state slots, expected {} ({})",
@@ -136,6 +183,7 @@ fn borrow_tensor<'py, T: Element>(
                 .map(|s| {
                     let s = typed::<T>(s, || site.state(name))?;
                     same_shape(&s, &shape, || site.state(name))?;
+                    check_layout(s.as_untyped(), true, || site.state(name))?;
                     Ok(s)
                 })
                 .transpose()
@@ -309,15 +357,28 @@ impl<T: Real> Flat<'_, T> {
     }
 }
 
-/// The position of the first array that cannot be updated in the same step as the
-/// arrays before it (rust-numpy's borrow tracker refuses it), or `None`.
+impl<'py> Batch<'py> {
+    /// Every tensor as flat lanes, float32 and float64 apart.
+    pub fn flats(&mut self) -> (Vec<Flat<'_, f32>>, Vec<Flat<'_, f64>>) {
+        (self.f32.iter_mut().map(Borrowed::flat).collect(), self.f64.iter_mut().map(Borrowed::flat).collect())
+    }
+}
+
+/// Copies every staged copy back into the user's arrays.
+pub fn write_back<T: Real>(flats: &mut [Flat<'_, T>]) {
+    flats.iter_mut().for_each(Flat::write_back);
+}
+
+/// Checks the parameters of an optimizer as a step will: each must be laid out so
+/// the kernels can address it (see [`check_layout`]), and rust-numpy's borrow tracker
+/// must let all be borrowed mutably together. Returns the position of the first
+/// array the tracker refuses, for the Python layer to word, or `None`.
 ///
-/// The tracker is what keeps a step's arrays disjoint, and it is conservative:
-/// two views whose elements interleave in memory (column blocks of one matrix)
-/// count as overlapping. The Python layer asks this at construction, so such
-/// parameters are refused there, with the same verdict a step would give.
+/// The tracker is conservative: two views whose elements interleave in memory
+/// (column blocks of one matrix) count as overlapping. Asking it at construction
+/// refuses such parameters there, with the verdict a step would give.
 #[pyfunction]
-pub fn first_conflict(arrays: Vec<Bound<'_, PyAny>>) -> Option<usize> {
+pub fn check_params(arrays: Vec<Bound<'_, PyAny>>, names: Vec<String>) -> PyResult<Option<usize>> {
     fn hold<'py, T: Element>(
         a: &Bound<'py, PyArrayDyn<T>>,
         guards: &mut Vec<PyReadwriteArrayDyn<'py, T>>,
@@ -330,8 +391,14 @@ pub fn first_conflict(arrays: Vec<Bound<'_, PyAny>>) -> Option<usize> {
             Err(e) => !matches!(e, BorrowError::AlreadyBorrowed),
         }
     }
+    let name = |i: usize| names.get(i).cloned().unwrap_or_else(|| format!("parameter {i}"));
+    for (i, a) in arrays.iter().enumerate() {
+        if let Ok(a) = a.cast::<PyUntypedArray>() {
+            check_layout(a, true, || name(i))?;
+        }
+    }
     let (mut f32s, mut f64s) = (Vec::new(), Vec::new());
-    arrays.iter().position(|a| {
+    Ok(arrays.iter().position(|a| {
         let ok = if let Ok(a) = a.cast::<PyArrayDyn<f32>>() {
             hold(a, &mut f32s)
         } else if let Ok(a) = a.cast::<PyArrayDyn<f64>>() {
@@ -340,5 +407,22 @@ pub fn first_conflict(arrays: Vec<Bound<'_, PyAny>>) -> Option<usize> {
             true
         };
         !ok
-    })
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::may_self_overlap;
+
+    #[test]
+    fn self_overlap_is_found_for_broadcast_and_windowed_layouts() {
+        assert!(!may_self_overlap(&[3, 4], &[32, 8], 8)); // C order
+        assert!(!may_self_overlap(&[3, 4], &[8, 24], 8)); // F order
+        assert!(!may_self_overlap(&[2, 2], &[-64, 16], 8)); // reversed, strided
+        assert!(!may_self_overlap(&[5, 1], &[8, 0], 8)); // size-1 axes do not matter
+        assert!(!may_self_overlap(&[0, 3], &[0, 0], 8)); // no elements
+        assert!(may_self_overlap(&[4], &[0], 8)); // np.broadcast_to
+        assert!(may_self_overlap(&[3, 4], &[16, 8], 8)); // overlapping windows
+        assert!(may_self_overlap(&[3], &[4], 8)); // stride below the element size
+    }
 }

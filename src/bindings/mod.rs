@@ -5,14 +5,13 @@ pub mod arrays;
 pub mod optimizers;
 pub mod threads;
 
-use numpy::Element;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use crate::error::Error;
 use crate::kernels::{Real, Update};
 use crate::pool;
-use arrays::{Batch, Flat, Tensors};
+use arrays::{write_back, Batch, Flat, Tensors};
 
 /// An algorithm's hyperparameters for one group, and how they turn one tensor's
 /// slices into a kernel step.
@@ -59,18 +58,31 @@ fn work<'a, K: Kernel, T: Real>(
         .collect()
 }
 
-fn write_back<T: Real + Element>(flats: &mut [Flat<'_, T>]) {
-    flats.iter_mut().for_each(Flat::write_back);
+/// Each group's hyperparameters (by `extract`) and arrays; an error names the group.
+pub fn extract_groups<'py, H>(
+    groups: &[Bound<'py, PyDict>],
+    extract: impl Fn(&Bound<'py, PyDict>) -> PyResult<H>,
+) -> PyResult<(Vec<H>, Vec<Tensors<'py>>)> {
+    let mut hypers = Vec::with_capacity(groups.len());
+    let mut tensors = Vec::with_capacity(groups.len());
+    for g in groups {
+        let t = g.extract::<Tensors<'py>>()?;
+        let h = extract(g).map_err(|e| {
+            let py = g.py();
+            PyErr::from_type(e.get_type(py), format!("param_groups[{}]: {}", t.group, e.value(py)))
+        })?;
+        hypers.push(h);
+        tensors.push(t);
+    }
+    Ok((hypers, tensors))
 }
 
 /// One optimizer step over every group: all checks first, then one GIL-free
 /// parallel region per dtype.
 pub fn step<K: Kernel>(py: Python<'_>, groups: Vec<Bound<'_, PyDict>>) -> PyResult<()> {
-    let hypers = groups.iter().map(|g| K::extract(g)).collect::<PyResult<Vec<K>>>()?;
-    let tensors = groups.iter().map(|g| g.extract::<Tensors<'_>>()).collect::<PyResult<Vec<_>>>()?;
+    let (hypers, tensors) = extract_groups(&groups, K::extract)?;
     let mut batch = Batch::borrow(&tensors, K::STATE)?;
-    let mut flat32: Vec<_> = batch.f32.iter_mut().map(|b| b.flat()).collect();
-    let mut flat64: Vec<_> = batch.f64.iter_mut().map(|b| b.flat()).collect();
+    let (mut flat32, mut flat64) = batch.flats();
     {
         let work32 = work(K::STATE, &hypers, &tensors, &mut flat32)?;
         let work64 = work(K::STATE, &hypers, &tensors, &mut flat64)?;

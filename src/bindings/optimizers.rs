@@ -1,11 +1,11 @@
 //! One `#[pyfunction]` per algorithm: each reads its group hyperparameters and
 //! hands the tensors to the shared [`super::step`].
 
-use pyo3::exceptions::PyKeyError;
+use pyo3::exceptions::{PyKeyError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use super::arrays::{Batch, Flat, Tensors};
+use super::arrays::{write_back, Batch, Flat};
 use super::{step, Kernel};
 use crate::error::Error;
 use crate::kernels::adadelta::{AdadeltaHyper, AdadeltaTensor};
@@ -176,7 +176,9 @@ impl Kernel for Adam {
     type Tensor<'a, T: Real> = AdamTensor<'a, T>;
 
     fn extract(g: &Bound<'_, PyDict>) -> PyResult<Self> {
-        let (beta1, beta2) = item(g, "betas")?;
+        let betas: Vec<f64> = item(g, "betas")?;
+        let [beta1, beta2] = <[f64; 2]>::try_from(betas)
+            .map_err(|b| PyValueError::new_err(format!("betas must be a pair, got {} values", b.len())))?;
         let h = AdamHyper {
             lr: item(g, "lr")?,
             beta1,
@@ -259,7 +261,7 @@ fn apply_norm_step<T: Real>(hypers: &[NormGroup], flats: &mut [Flat<'_, T>], b_s
         })
         .collect();
     pool::update_all(work);
-    flats.iter_mut().for_each(Flat::write_back);
+    write_back(flats);
 }
 
 fn norm_hyper(g: &Bound<'_, PyDict>) -> PyResult<NormGroup> {
@@ -281,8 +283,7 @@ pub fn adagrad_norm_step(
     groups: Vec<Bound<'_, PyDict>>,
     b_sq: Vec<f64>,
 ) -> PyResult<Vec<f64>> {
-    let hypers = groups.iter().map(norm_hyper).collect::<PyResult<Vec<_>>>()?;
-    let tensors = groups.iter().map(|g| g.extract::<Tensors<'_>>()).collect::<PyResult<Vec<_>>>()?;
+    let (hypers, tensors) = super::extract_groups(&groups, norm_hyper)?;
     for ((_, accumulator), t) in hypers.iter().zip(&tensors) {
         if accumulator.len() != t.params.len() || accumulator.iter().any(|&a| a >= b_sq.len()) {
             return Err(Error::Malformed(format!(
@@ -295,8 +296,7 @@ pub fn adagrad_norm_step(
         }
     }
     let mut batch = Batch::borrow(&tensors, &[])?;
-    let mut flat32: Vec<_> = batch.f32.iter_mut().map(|b| b.flat()).collect();
-    let mut flat64: Vec<_> = batch.f64.iter_mut().map(|b| b.flat()).collect();
+    let (mut flat32, mut flat64) = batch.flats();
     let b_sq = py.detach(move || {
         let mut b_sq = b_sq;
         add_squares(&hypers, &flat32, &mut b_sq);
