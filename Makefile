@@ -32,6 +32,7 @@ lint:
 	cargo clippy --all-targets -- -D warnings
 	$(BIN)/ruff check python tests benches
 	$(BIN)/ruff format --check python tests benches
+	$(BIN)/python -m mypy python/ferroptim
 	$(BIN)/python -m mypy.stubtest ferroptim._core
 
 rust-test:

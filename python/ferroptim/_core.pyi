@@ -12,7 +12,7 @@ as one parallel region with the GIL released.
 from typing import Any
 
 __all__ = [
-    "first_conflict",
+    "check_params",
     "adadelta_step",
     "adagrad_norm_step",
     "adagrad_step",
@@ -42,9 +42,10 @@ def adagrad_norm_step(groups: list[dict[str, Any]], b_sq: list[float]) -> list[f
     """Scalar AdaGrad; each group also has ``accumulator`` (per tensor, an index into
     ``b_sq``). Returns the accumulators' new values."""
 
-def first_conflict(arrays: list[Any]) -> int | None:
-    """The position of the first array that cannot be updated in the same step as the
-    arrays before it (rust-numpy's borrow checker refuses it), or ``None``."""
+def check_params(arrays: list[Any], names: list[str]) -> int | None:
+    """Raises ``ValueError`` (naming the array) for a layout the kernels cannot address;
+    returns the position of the first array that cannot be updated in the same step as
+    the arrays before it (rust-numpy's borrow checker refuses it), or ``None``."""
 
 def set_num_threads(threads: int) -> None:
     """Sets the number of threads every following step runs on."""

@@ -295,7 +295,8 @@ class Optimizer:
         self._lock = threading.Lock()
 
     # --- what subclasses provide ------------------------------------------------------
-    _kernel: ClassVar[Callable[[list[dict[str, Any]]], None]]
+    #: The ``ferroptim._core`` step function of the algorithm.
+    _kernel: ClassVar[Callable[..., Any]]
 
     def _validate_group(self, group: dict[str, Any]) -> None:
         """Raises ``ValueError`` for an invalid hyperparameter of ``group``."""
@@ -370,7 +371,7 @@ class Optimizer:
             start += len(group["params"])
         return per_group
 
-    def _with_grads(self, grads: list[list[Any]]) -> Iterator[tuple[int, dict[str, Any], dict[str, list]]]:
+    def _with_grads(self, grads: list[list[Any]]) -> Iterator[tuple[int, dict[str, Any], dict[str, Any]]]:
         """Per group that has any gradient: its index, the group, and the kernel's
         ``group``/``index``/``params``/``grads`` entries for its parameters with one."""
         for gi, (group, group_grads) in enumerate(zip(self.param_groups, grads)):
@@ -381,7 +382,8 @@ class Optimizer:
                 yield gi, group, {"group": gi, "index": index, "params": params, "grads": gs}
 
     def _step(self, grads: list[list[Any]]) -> None:
-        calls, pending = [], []
+        calls: list[dict[str, Any]] = []
+        pending: list[tuple[Any, dict[str, Any]]] = []
         for _, group, tensors in self._with_grads(grads):
             olds = [self.state.get(p) for p in tensors["params"]]
             # Private copies: the state is committed only once the kernel accepted every array.

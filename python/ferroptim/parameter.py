@@ -32,7 +32,7 @@ class Parameter(np.ndarray):
         grad: an optional initial gradient.
     """
 
-    __hash__ = object.__hash__  # by identity, as torch parameters; == stays elementwise
+    __hash__ = object.__hash__  # type: ignore[assignment]  # by identity, as torch's; == stays elementwise
 
     def __new__(cls, data: Any, grad: np.ndarray | None = None) -> Parameter:
         array = data if isinstance(data, np.ndarray) else np.asarray(data)
@@ -117,7 +117,7 @@ class Parameter(np.ndarray):
     def __reduce__(self) -> tuple[Any, ...]:
         return (_rebuild_parameter, (self.view(np.ndarray).copy(order="K"), self.grad))
 
-    def __deepcopy__(self, memo: dict[int, Any]) -> Parameter:
+    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> Parameter:
         grad = None if self.grad is None else self.grad.copy(order="K")
         return Parameter(self.view(np.ndarray).copy(order="K"), grad)
 
