@@ -94,16 +94,16 @@ class Parameter(np.ndarray):
     def copy(self, order: Any = "C") -> np.ndarray:  # type: ignore[override]
         return self.view(np.ndarray).copy(order)
 
-    def astype(self, *args: Any, **kwargs: Any) -> np.ndarray:  # type: ignore[override]
+    def astype(self, *args: Any, **kwargs: Any) -> np.ndarray:
         return self.view(np.ndarray).astype(*args, **kwargs)
 
     def reshape(self, *args: Any, **kwargs: Any) -> np.ndarray:  # type: ignore[override]
         return self.view(np.ndarray).reshape(*args, **kwargs)
 
-    def ravel(self, *args: Any, **kwargs: Any) -> np.ndarray:  # type: ignore[override]
+    def ravel(self, *args: Any, **kwargs: Any) -> np.ndarray:
         return self.view(np.ndarray).ravel(*args, **kwargs)
 
-    def flatten(self, *args: Any, **kwargs: Any) -> np.ndarray:  # type: ignore[override]
+    def flatten(self, *args: Any, **kwargs: Any) -> np.ndarray:
         return self.view(np.ndarray).flatten(*args, **kwargs)
 
     def transpose(self, *axes: Any) -> np.ndarray:  # type: ignore[override]
