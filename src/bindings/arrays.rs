@@ -36,7 +36,8 @@ pub struct Site {
 }
 
 impl Site {
-    fn param(self) -> String {
+    /// The parameter, as the user knows it: `param_groups[g]['params'][i]`.
+    pub fn param(self) -> String {
         format!("param_groups[{}]['params'][{}]", self.group, self.index)
     }
     fn grad(self) -> String {
@@ -47,12 +48,20 @@ impl Site {
     }
 }
 
-/// One tensor's arrays, type-checked and borrowed.
-pub struct Borrowed<'py, T: Element> {
+/// Where one tensor's data sits: in the step's lists, and in the optimizer.
+#[derive(Clone, Copy, Debug)]
+pub struct At {
     /// Position of the group in the list passed to the step.
     pub slot: usize,
     /// Position of the tensor within that group's lists.
     pub position: usize,
+    /// The tensor in the optimizer, for messages.
+    pub site: Site,
+}
+
+/// One tensor's arrays, type-checked and borrowed.
+pub struct Borrowed<'py, T: Element> {
+    at: At,
     param: PyReadwriteArrayDyn<'py, T>,
     grad: PyReadonlyArrayDyn<'py, T>,
     state: Vec<Option<PyReadwriteArrayDyn<'py, T>>>,
@@ -156,11 +165,12 @@ fn writable<'py, T: Element>(
 
 fn borrow_tensor<'py, T: Element>(
     names: &[&str],
-    (slot, position, site): (usize, usize, Site),
+    at: At,
     param: &Bound<'py, PyArrayDyn<T>>,
     grad: &Bound<'py, PyAny>,
     state: &[Option<Bound<'py, PyAny>>],
 ) -> Result<Borrowed<'py, T>, Error> {
+    let site = at.site;
     let shape = param.shape().to_vec();
     check_layout(param.as_untyped(), true, || site.param())?;
     let grad = typed::<T>(grad, || site.grad())?;
@@ -198,7 +208,7 @@ fn borrow_tensor<'py, T: Element>(
         .zip(names)
         .map(|(s, name)| s.as_ref().map(|s| writable(s, || site.state(name))).transpose())
         .collect::<Result<Vec<_>, Error>>()?;
-    Ok(Borrowed { slot, position, param, grad, state })
+    Ok(Borrowed { at, param, grad, state })
 }
 
 impl<'py> Batch<'py> {
@@ -220,7 +230,7 @@ impl<'py> Batch<'py> {
             for position in 0..n {
                 let site = Site { group: t.group, index: t.index[position] };
                 let (param, grad, state) = (&t.params[position], &t.grads[position], &t.state[position]);
-                let at = (slot, position, site);
+                let at = At { slot, position, site };
                 if let Ok(p) = param.cast::<PyArrayDyn<f32>>() {
                     batch.f32.push(borrow_tensor(names, at, p, grad, state)?);
                 } else if let Ok(p) = param.cast::<PyArrayDyn<f64>>() {
@@ -310,12 +320,19 @@ impl<'a, T: Real> ReadLane<'a, T> {
     }
 }
 
+/// One tensor's arrays as views whose axes are permuted into the parameter's
+/// memory order. Made with the GIL held; sent to the GIL-free part of the step.
+pub struct Views<'a, T> {
+    at: At,
+    param: ArrayViewMutD<'a, T>,
+    grad: ArrayViewD<'a, T>,
+    state: Vec<Option<ArrayViewMutD<'a, T>>>,
+}
+
 /// One tensor's arrays as flat lanes that all index elements the same way.
 pub struct Flat<'a, T> {
-    /// Position of the group in the list passed to the step.
-    pub slot: usize,
-    /// Position of the tensor within that group's lists.
-    pub position: usize,
+    /// Where the tensor sits.
+    pub at: At,
     /// The parameter.
     pub param: Lane<'a, T>,
     /// Its gradient.
@@ -334,18 +351,35 @@ fn memory_axis_order(strides: &[isize]) -> Vec<usize> {
 }
 
 impl<'py, T: Real + Element> Borrowed<'py, T> {
-    /// Views every array in the parameter's memory order; arrays laid out like
-    /// the parameter are used in place, others are copied (matched by index).
-    pub fn flat(&mut self) -> Flat<'_, T> {
+    /// Views every array in the parameter's memory order, so that arrays laid out
+    /// like the parameter become plain slices.
+    pub fn views(&mut self) -> Views<'_, T> {
         let axes = memory_axis_order(self.param.strides());
-        let param = Lane::new(self.param.as_array_mut().permuted_axes(axes.as_slice()));
-        let grad = ReadLane::new(self.grad.as_array().permuted_axes(axes.as_slice()));
-        let state = self
-            .state
-            .iter_mut()
-            .map(|s| s.as_mut().map(|s| Lane::new(s.as_array_mut().permuted_axes(axes.as_slice()))))
-            .collect();
-        Flat { slot: self.slot, position: self.position, param, grad, state }
+        let axes = axes.as_slice();
+        Views {
+            at: self.at,
+            param: self.param.as_array_mut().permuted_axes(axes),
+            grad: self.grad.as_array().permuted_axes(axes),
+            state: self
+                .state
+                .iter_mut()
+                .map(|s| s.as_mut().map(|s| s.as_array_mut().permuted_axes(axes)))
+                .collect(),
+        }
+    }
+}
+
+impl<'a, T: Real> Views<'a, T> {
+    /// The arrays as flat lanes: in place when laid out like the parameter, else
+    /// copied (matched by index). This is where odd layouts cost a copy, so it
+    /// runs without the GIL.
+    pub fn flat(self) -> Flat<'a, T> {
+        Flat {
+            at: self.at,
+            param: Lane::new(self.param),
+            grad: ReadLane::new(self.grad),
+            state: self.state.into_iter().map(|s| s.map(Lane::new)).collect(),
+        }
     }
 }
 
@@ -358,10 +392,18 @@ impl<T: Real> Flat<'_, T> {
 }
 
 impl<'py> Batch<'py> {
-    /// Every tensor as flat lanes, float32 and float64 apart.
-    pub fn flats(&mut self) -> (Vec<Flat<'_, f32>>, Vec<Flat<'_, f64>>) {
-        (self.f32.iter_mut().map(Borrowed::flat).collect(), self.f64.iter_mut().map(Borrowed::flat).collect())
+    /// Every tensor's views, float32 and float64 apart.
+    pub fn views(&mut self) -> (Vec<Views<'_, f32>>, Vec<Views<'_, f64>>) {
+        (
+            self.f32.iter_mut().map(Borrowed::views).collect(),
+            self.f64.iter_mut().map(Borrowed::views).collect(),
+        )
     }
+}
+
+/// Every tensor as flat lanes.
+pub fn flats<T: Real>(views: Vec<Views<'_, T>>) -> Vec<Flat<'_, T>> {
+    views.into_iter().map(Views::flat).collect()
 }
 
 /// Copies every staged copy back into the user's arrays.

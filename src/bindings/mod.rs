@@ -11,7 +11,7 @@ use pyo3::types::PyDict;
 use crate::error::Error;
 use crate::kernels::{Real, Update};
 use crate::pool;
-use arrays::{write_back, Batch, Flat, Tensors};
+use arrays::{flats, write_back, Batch, Flat, Tensors};
 
 /// An algorithm's hyperparameters for one group, and how they turn one tensor's
 /// slices into a kernel step.
@@ -36,22 +36,19 @@ pub trait Kernel: Sync + Sized {
 }
 
 fn work<'a, K: Kernel, T: Real>(
-    names: &[&str],
     hypers: &'a [K],
-    groups: &[Tensors<'_>],
     flats: &'a mut [Flat<'_, T>],
 ) -> Result<Vec<K::Tensor<'a, T>>, Error> {
     flats
         .iter_mut()
         .map(|f| {
-            let (slot, position) = (f.slot, f.position);
+            let at = f.at;
             let state = f.state.iter_mut().map(|s| s.as_mut().map(|s| s.slice())).collect();
-            hypers[slot].tensor(position, f.param.slice(), f.grad.slice(), state).ok_or_else(|| {
+            hypers[at.slot].tensor(at.position, f.param.slice(), f.grad.slice(), state).ok_or_else(|| {
                 Error::Malformed(format!(
-                    "param_groups[{}]['params'][{}] is missing state its settings need (slots {})",
-                    groups[slot].group,
-                    groups[slot].index[position],
-                    names.join(", ")
+                    "{} is missing state its settings need (slots {})",
+                    at.site.param(),
+                    K::STATE.join(", ")
                 ))
             })
         })
@@ -77,21 +74,24 @@ pub fn extract_groups<'py, H>(
     Ok((hypers, tensors))
 }
 
-/// One optimizer step over every group: all checks first, then one GIL-free
-/// parallel region per dtype.
+/// One optimizer step over every group: all checks with the GIL, then the
+/// layout copies, kernels and write-backs without it, one parallel region per dtype.
 pub fn step<K: Kernel>(py: Python<'_>, groups: Vec<Bound<'_, PyDict>>) -> PyResult<()> {
     let (hypers, tensors) = extract_groups(&groups, K::extract)?;
     let mut batch = Batch::borrow(&tensors, K::STATE)?;
-    let (mut flat32, mut flat64) = batch.flats();
-    {
-        let work32 = work(K::STATE, &hypers, &tensors, &mut flat32)?;
-        let work64 = work(K::STATE, &hypers, &tensors, &mut flat64)?;
-        py.detach(|| {
-            pool::update_all(work32);
-            pool::update_all(work64);
-        });
-    }
-    write_back(&mut flat32);
-    write_back(&mut flat64);
+    let (views32, views64) = batch.views();
+    // Both dtypes' work is built before either runs, so a missing state array
+    // in the float64 tensors cannot follow a float32 update.
+    py.detach(|| {
+        let mut flat32 = flats(views32);
+        let mut flat64 = flats(views64);
+        let work32 = work(&hypers, &mut flat32)?;
+        let work64 = work(&hypers, &mut flat64)?;
+        pool::update_all(work32);
+        pool::update_all(work64);
+        write_back(&mut flat32);
+        write_back(&mut flat64);
+        Ok::<(), Error>(())
+    })?;
     Ok(())
 }

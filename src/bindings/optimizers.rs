@@ -5,7 +5,7 @@ use pyo3::exceptions::{PyKeyError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use super::arrays::{write_back, Batch, Flat};
+use super::arrays::{flats, write_back, Batch, Flat};
 use super::{step, Kernel};
 use crate::error::Error;
 use crate::kernels::adadelta::{AdadeltaHyper, AdadeltaTensor};
@@ -244,10 +244,10 @@ type NormGroup = (AdagradNormHyper, Vec<usize>);
 fn add_squares<T: Real>(hypers: &[NormGroup], flats: &[Flat<'_, T>], b_sq: &mut [f64]) {
     let work = flats
         .iter()
-        .map(|f| GradSquares::new(&hypers[f.slot].0, f.param.as_slice(), f.grad.slice()))
+        .map(|f| GradSquares::new(&hypers[f.at.slot].0, f.param.as_slice(), f.grad.slice()))
         .collect();
     for (f, s) in flats.iter().zip(pool::sum_all(work, GradSquares::sum)) {
-        b_sq[hypers[f.slot].1[f.position]] += s;
+        b_sq[hypers[f.at.slot].1[f.at.position]] += s;
     }
 }
 
@@ -256,8 +256,8 @@ fn apply_norm_step<T: Real>(hypers: &[NormGroup], flats: &mut [Flat<'_, T>], b_s
     let work = flats
         .iter_mut()
         .map(|f| {
-            let (h, accumulator) = &hypers[f.slot];
-            AdagradNormTensor::new(h, b_sq[accumulator[f.position]], f.param.slice(), f.grad.slice())
+            let (h, accumulator) = &hypers[f.at.slot];
+            AdagradNormTensor::new(h, b_sq[accumulator[f.at.position]], f.param.slice(), f.grad.slice())
         })
         .collect();
     pool::update_all(work);
@@ -296,8 +296,9 @@ pub fn adagrad_norm_step(
         }
     }
     let mut batch = Batch::borrow(&tensors, &[])?;
-    let (mut flat32, mut flat64) = batch.flats();
+    let (views32, views64) = batch.views();
     let b_sq = py.detach(move || {
+        let (mut flat32, mut flat64) = (flats(views32), flats(views64));
         let mut b_sq = b_sq;
         add_squares(&hypers, &flat32, &mut b_sq);
         add_squares(&hypers, &flat64, &mut b_sq);
