@@ -137,8 +137,20 @@ mod tests {
     use super::*;
     use crate::kernels::adagrad_norm::{AdagradNormHyper, GradSquares};
 
+    /// The pool is global: tests that set its size take turns.
+    static POOL_SIZE: Mutex<()> = Mutex::new(());
+
+    #[test]
+    fn only_large_steps_get_a_pool() {
+        let _turn = POOL_SIZE.lock().unwrap_or_else(PoisonError::into_inner);
+        set_num_threads(2);
+        assert!(parallel_pool(SERIAL_BELOW - 1).is_none());
+        assert!(parallel_pool(SERIAL_BELOW).is_some());
+    }
+
     #[test]
     fn sums_do_not_depend_on_thread_count() {
+        let _turn = POOL_SIZE.lock().unwrap_or_else(PoisonError::into_inner);
         let h = AdagradNormHyper { lr: 1.0, weight_decay: 0.0, maximize: false };
         let sizes = [3 * CHUNK + 17, 5, 0, 2 * SERIAL_BELOW];
         let data: Vec<(Vec<f32>, Vec<f32>)> = sizes

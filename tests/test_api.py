@@ -638,3 +638,16 @@ def test_np_function_with_out_returns_the_parameter():
     p = fo.Parameter(np.array([-1.0, 0.25, 2.0]))
     assert np.clip(p, 0.0, 0.5, out=p) is p
     np.testing.assert_array_equal(p, [0.0, 0.25, 0.5])
+
+
+def test_zero_grad_reaches_every_group():
+    p, q = fo.Parameter(np.zeros(2)), fo.Parameter(np.zeros(3))
+    opt = fo.SGD([{"params": [p]}, {"params": [q], "lr": 0.5}])
+    for set_to_none in (True, False):
+        p.grad, q.grad = np.ones(2), np.ones(3)
+        held = q.grad
+        opt.zero_grad(set_to_none=set_to_none)
+        if set_to_none:
+            assert p.grad is None and q.grad is None
+        else:
+            assert q.grad is held and not q.grad.any() and not p.grad.any()

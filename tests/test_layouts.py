@@ -303,3 +303,34 @@ def test_no_allocation_proportional_to_param_size(cls, kwargs, via):
             step()
 
     assert _traced_peak(fifty) < 1_000_000
+
+
+@pytest.mark.parametrize(
+    ("cls", "kwargs"),
+    [
+        (fo.Adam, {"lr": 0.1, "amsgrad": True}),
+        (fo.SGD, {"lr": 0.1, "momentum": 0.9}),
+        (fo.RMSprop, {"lr": 0.01, "centered": True, "momentum": 0.5}),
+    ],
+)
+def test_state_in_another_layout_is_updated_in_place(cls, kwargs):
+    """State arrays replaced by F-order copies (a layout other than the C-order parameter's)
+    are staged, updated and written back into those very arrays."""
+    rng = np.random.default_rng(0)
+    p = rng.standard_normal((6, 5))
+    q = p.copy()
+    opt, ref = cls([p], **kwargs), cls([q], **kwargs)
+    g1, g2 = rng.standard_normal((6, 5)), rng.standard_normal((6, 5))
+    opt.step(grads=[g1])
+    ref.step(grads=[g1])
+    held = {}
+    for k, v in list(opt.state[p].items()):
+        if isinstance(v, np.ndarray):
+            opt.state[p][k] = held[k] = np.asfortranarray(v)
+    assert held
+    opt.step(grads=[g2])
+    ref.step(grads=[g2])
+    np.testing.assert_array_equal(p, q)
+    for k, a in held.items():
+        assert opt.state[p][k] is a
+        np.testing.assert_array_equal(a, ref.state[q][k])

@@ -617,3 +617,15 @@ def test_nesterov_rate():
     rate = empirical_rate(trajectory, theta_star, 60, 150)
     assert rate <= math.sqrt((s - 1) / s)
     assert rate == pytest.approx(1 - 1 / s, rel=0.04)
+
+
+def test_adagrad_norm_scope_starts_from_its_groups_b0():
+    """b_0 is the b0 of the group that holds the scope's accumulator, not the default."""
+    p, q = np.zeros(3), np.zeros(2)
+    opt = fo.AdagradNorm([{"params": [p], "b0": 2.0}, {"params": [q]}], b0=0.01, scope="group")
+    assert opt.b(p) == 2.0 and opt.b(q) == 0.01
+    g = np.array([1.0, 2.0, 2.0])
+    opt.step(grads=[g, None])
+    b = np.sqrt(2.0**2 + g @ g)
+    assert opt.b(p) == pytest.approx(b, rel=1e-15) and opt.b(q) == 0.01
+    np.testing.assert_allclose(p, -g / b, rtol=1e-15)

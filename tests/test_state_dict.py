@@ -790,3 +790,16 @@ def test_amsgrad_turned_on_by_a_loaded_group_creates_its_buffer():
     opt.load_state_dict(sd)
     opt.step(grads=[np.ones(3), np.ones(2)])
     np.testing.assert_array_equal(opt.state[a]["max_exp_avg_sq"], opt.state[a]["exp_avg_sq"])
+
+
+def test_loaded_state_takes_the_params_dtype():
+    """float64 state loaded into an optimizer over float32 parameters is converted (as
+    torch casts loaded state to the parameter's dtype), so the next step is valid."""
+    p32 = np.ones(4, dtype=np.float32)
+    src = fo.Adam([np.ones(4)], lr=0.1)
+    src.step(grads=[np.full(4, 0.5)])
+    opt = fo.Adam([p32], lr=0.1)
+    opt.load_state_dict(src.state_dict())
+    assert opt.state[p32]["exp_avg"].dtype == np.float32
+    opt.step(grads=[np.full(4, 0.5, dtype=np.float32)])
+    assert opt.state[p32]["step"] == 2.0

@@ -267,3 +267,22 @@ def test_invalid_thread_variable_warns():
     env = dict(os.environ, FERROPTIM_NUM_THREADS="lots")
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert result.returncode != 0 and "FERROPTIM_NUM_THREADS" in result.stderr
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="needs Linux /proc")
+def test_only_large_steps_start_worker_threads():
+    """Steps under the serial threshold stay on the calling thread; a large one wakes
+    the pool (its threads are named ferroptim-N)."""
+    code = (
+        "import glob, numpy as np, ferroptim as fo\n"
+        "def workers():\n"
+        "    names = [open(f).read() for f in glob.glob('/proc/self/task/*/comm')]\n"
+        "    return sum(n.startswith('ferroptim-') for n in names)\n"
+        "fo.set_num_threads(2)\n"
+        "fo.SGD([np.zeros(1000)], lr=0.1).step(grads=[np.ones(1000)])\n"
+        "assert workers() == 0, 'a small step started the pool'\n"
+        "fo.SGD([np.zeros(1 << 17)], lr=0.1).step(grads=[np.ones(1 << 17)])\n"
+        "assert workers() == 2, 'a large step ran serially'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

@@ -454,7 +454,15 @@ pub fn check_params(arrays: Vec<Bound<'_, PyAny>>, names: Vec<String>) -> PyResu
 
 #[cfg(test)]
 mod tests {
-    use super::may_self_overlap;
+    use super::{may_self_overlap, memory_axis_order};
+
+    #[test]
+    fn memory_axis_order_is_outermost_first() {
+        assert_eq!(memory_axis_order(&[32, 8]), vec![0, 1]);
+        assert_eq!(memory_axis_order(&[8, 40]), vec![1, 0]);
+        assert_eq!(memory_axis_order(&[-64, 16]), vec![0, 1]);
+        assert_eq!(memory_axis_order(&[8, 96, 32]), vec![1, 2, 0]);
+    }
 
     #[test]
     fn self_overlap_is_found_for_broadcast_and_windowed_layouts() {

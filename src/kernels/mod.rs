@@ -133,6 +133,21 @@ pub fn maximum<T: Real>(a: T, b: T) -> T {
 }
 
 #[cfg(test)]
+mod tests {
+    #[test]
+    fn lerp_rounds_like_torch() {
+        // start + w (end - start) gives 2.56335f32 here; torch.lerp gives 2.5633502f32
+        assert_eq!(super::lerp(0.123f32, 4.56, 0.55), 2.563_350_2f32);
+    }
+
+    #[test]
+    fn maximum_propagates_nan_like_torch() {
+        assert!(super::maximum(f64::NAN, 1.0).is_nan() && super::maximum(1.0, f64::NAN).is_nan());
+        assert_eq!(super::maximum(1.0f32, 2.0), 2.0);
+    }
+}
+
+#[cfg(test)]
 pub(crate) mod testing {
     //! Small helpers shared by the kernel unit tests.
 
