@@ -11,7 +11,7 @@
 //! theta   <- theta - lr d
 //! ```
 
-use super::{effective_grad, Chunk, Cut, Real, Update};
+use super::{effective_grad, Real, Update};
 
 /// AdaDelta hyperparameters of one param group.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -69,22 +69,7 @@ impl<'a, T: Real> AdadeltaTensor<'a, T> {
     }
 }
 
-impl<T: Real> Chunk for AdadeltaTensor<'_, T> {
-    fn len(&self) -> usize {
-        self.param.len()
-    }
-    fn split_at(self, mid: usize) -> (Self, Self) {
-        let (p0, p1) = self.param.cut(mid);
-        let (g0, g1) = self.grad.cut(mid);
-        let (q0, q1) = self.square_avg.cut(mid);
-        let (d0, d1) = self.acc_delta.cut(mid);
-        let s = self.s;
-        (
-            Self { s, param: p0, grad: g0, square_avg: q0, acc_delta: d0 },
-            Self { s, param: p1, grad: g1, square_avg: q1, acc_delta: d1 },
-        )
-    }
-}
+chunk!(AdadeltaTensor { copy: s; cut: param, grad, square_avg, acc_delta });
 
 impl<T: Real> Update for AdadeltaTensor<'_, T> {
     fn update(self) {

@@ -9,7 +9,7 @@
 //! theta <- theta - lr / (1 + (t - 1) lr_decay) * g / (sqrt(sum) + eps)
 //! ```
 
-use super::{effective_grad, Chunk, Cut, Real, Update};
+use super::{effective_grad, Real, Update};
 
 /// AdaGrad hyperparameters of one param group.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -57,18 +57,7 @@ impl<'a, T: Real> AdagradTensor<'a, T> {
     }
 }
 
-impl<T: Real> Chunk for AdagradTensor<'_, T> {
-    fn len(&self) -> usize {
-        self.param.len()
-    }
-    fn split_at(self, mid: usize) -> (Self, Self) {
-        let (p0, p1) = self.param.cut(mid);
-        let (g0, g1) = self.grad.cut(mid);
-        let (s0, s1) = self.sum.cut(mid);
-        let s = self.s;
-        (Self { s, param: p0, grad: g0, sum: s0 }, Self { s, param: p1, grad: g1, sum: s1 })
-    }
-}
+chunk!(AdagradTensor { copy: s; cut: param, grad, sum });
 
 impl<T: Real> Update for AdagradTensor<'_, T> {
     fn update(self) {

@@ -16,7 +16,7 @@
 //! overflow, and they are computed in fixed pieces added in a fixed order, so
 //! `b` has the same bits for any number of threads.
 
-use super::{effective_grad, Chunk, Cut, Real, Update};
+use super::{effective_grad, Real, Update};
 
 /// The parts of the gradient transform shared by both passes.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -55,20 +55,7 @@ impl<'a, T: Real> GradSquares<'a, T> {
     }
 }
 
-impl<T: Real> Chunk for GradSquares<'_, T> {
-    fn len(&self) -> usize {
-        self.param.len()
-    }
-    fn split_at(self, mid: usize) -> (Self, Self) {
-        let (p0, p1) = self.param.cut(mid);
-        let (g0, g1) = self.grad.cut(mid);
-        let (weight_decay, maximize) = (self.weight_decay, self.maximize);
-        (
-            Self { weight_decay, maximize, param: p0, grad: g0 },
-            Self { weight_decay, maximize, param: p1, grad: g1 },
-        )
-    }
-}
+chunk!(GradSquares { copy: weight_decay, maximize; cut: param, grad });
 
 /// Second pass: `theta <- theta - lr / b * g` for one tensor.
 #[derive(Debug)]
@@ -93,20 +80,7 @@ impl<'a, T: Real> AdagradNormTensor<'a, T> {
     }
 }
 
-impl<T: Real> Chunk for AdagradNormTensor<'_, T> {
-    fn len(&self) -> usize {
-        self.param.len()
-    }
-    fn split_at(self, mid: usize) -> (Self, Self) {
-        let (p0, p1) = self.param.cut(mid);
-        let (g0, g1) = self.grad.cut(mid);
-        let (neg_step, weight_decay, maximize) = (self.neg_step, self.weight_decay, self.maximize);
-        (
-            Self { neg_step, weight_decay, maximize, param: p0, grad: g0 },
-            Self { neg_step, weight_decay, maximize, param: p1, grad: g1 },
-        )
-    }
-}
+chunk!(AdagradNormTensor { copy: neg_step, weight_decay, maximize; cut: param, grad });
 
 impl<T: Real> Update for AdagradNormTensor<'_, T> {
     fn update(self) {

@@ -16,7 +16,7 @@
 //! The last line is Algorithm 1's `theta - alpha m_hat / (sqrt(v_hat) + eps)` with the
 //! bias corrections folded into scalars, as torch computes it.
 
-use super::{effective_grad, lerp, maximum, Chunk, Cut, Real, Update};
+use super::{effective_grad, lerp, maximum, Real, Update};
 
 /// Adam hyperparameters of one param group.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -94,23 +94,7 @@ impl<'a, T: Real> AdamTensor<'a, T> {
     }
 }
 
-impl<T: Real> Chunk for AdamTensor<'_, T> {
-    fn len(&self) -> usize {
-        self.param.len()
-    }
-    fn split_at(self, mid: usize) -> (Self, Self) {
-        let (p0, p1) = self.param.cut(mid);
-        let (g0, g1) = self.grad.cut(mid);
-        let (m0, m1) = self.exp_avg.cut(mid);
-        let (v0, v1) = self.exp_avg_sq.cut(mid);
-        let (x0, x1) = self.max_exp_avg_sq.cut(mid);
-        let s = self.s;
-        (
-            Self { s, param: p0, grad: g0, exp_avg: m0, exp_avg_sq: v0, max_exp_avg_sq: x0 },
-            Self { s, param: p1, grad: g1, exp_avg: m1, exp_avg_sq: v1, max_exp_avg_sq: x1 },
-        )
-    }
-}
+chunk!(AdamTensor { copy: s; cut: param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq });
 
 impl<T: Real> AdamTensor<'_, T> {
     /// Everything up to the denominator's second moment; returns the gradient seen.

@@ -11,6 +11,26 @@
 //! and rounded to `T`, and element operations follow torch's order, which is
 //! what makes the parity tests tight.
 
+/// Implements [`Chunk`] for a kernel's tensor struct: its length is the parameter's,
+/// and a cut splits every slice field at the same element and copies the scalars.
+macro_rules! chunk {
+    ($name:ident { copy: $($scalar:ident),+; cut: $($lane:ident),+ }) => {
+        impl<T: $crate::kernels::Real> $crate::kernels::Chunk for $name<'_, T> {
+            fn len(&self) -> usize {
+                self.param.len()
+            }
+            fn split_at(self, mid: usize) -> (Self, Self) {
+                use $crate::kernels::Cut;
+                $(let $lane = self.$lane.cut(mid);)+
+                (
+                    Self { $($scalar: self.$scalar,)+ $($lane: $lane.0,)+ },
+                    Self { $($scalar: self.$scalar,)+ $($lane: $lane.1,)+ },
+                )
+            }
+        }
+    };
+}
+
 pub mod adadelta;
 pub mod adagrad;
 pub mod adagrad_norm;

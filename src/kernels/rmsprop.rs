@@ -15,7 +15,7 @@
 //! theta <- theta - lr g / d                                  (otherwise)
 //! ```
 
-use super::{effective_grad, lerp, Chunk, Cut, Real, Update};
+use super::{effective_grad, lerp, Real, Update};
 
 /// RMSprop hyperparameters of one param group.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -86,23 +86,7 @@ impl<'a, T: Real> RmspropTensor<'a, T> {
     }
 }
 
-impl<T: Real> Chunk for RmspropTensor<'_, T> {
-    fn len(&self) -> usize {
-        self.param.len()
-    }
-    fn split_at(self, mid: usize) -> (Self, Self) {
-        let (p0, p1) = self.param.cut(mid);
-        let (g0, g1) = self.grad.cut(mid);
-        let (q0, q1) = self.square_avg.cut(mid);
-        let (a0, a1) = self.grad_avg.cut(mid);
-        let (b0, b1) = self.momentum_buffer.cut(mid);
-        let s = self.s;
-        (
-            Self { s, param: p0, grad: g0, square_avg: q0, grad_avg: a0, momentum_buffer: b0 },
-            Self { s, param: p1, grad: g1, square_avg: q1, grad_avg: a1, momentum_buffer: b1 },
-        )
-    }
-}
+chunk!(RmspropTensor { copy: s; cut: param, grad, square_avg, grad_avg, momentum_buffer });
 
 impl<T: Real> Scalars<T> {
     /// One element's step; `grad_avg` and `momentum_buffer` are `Some` in the loops
@@ -153,6 +137,7 @@ impl<T: Real> Update for RmspropTensor<'_, T> {
 mod tests {
     use super::*;
     use crate::kernels::testing::{assert_close, wave};
+    use crate::kernels::Chunk;
 
     fn hyper(eps_in_sqrt: bool) -> RmspropHyper {
         RmspropHyper {

@@ -16,7 +16,7 @@
 //! and with `nesterov` the parameters follow the lecture's look-ahead sequence
 //! `theta_hat_k`. With `momentum = 0` it is plain (minibatch) SGD.
 
-use super::{effective_grad, Chunk, Cut, Real, Update};
+use super::{effective_grad, Real, Update};
 
 /// SGD hyperparameters of one param group.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -79,21 +79,7 @@ impl<'a, T: Real> SgdTensor<'a, T> {
     }
 }
 
-impl<T: Real> Chunk for SgdTensor<'_, T> {
-    fn len(&self) -> usize {
-        self.param.len()
-    }
-    fn split_at(self, mid: usize) -> (Self, Self) {
-        let (p0, p1) = self.param.cut(mid);
-        let (g0, g1) = self.grad.cut(mid);
-        let (b0, b1) = self.momentum_buffer.cut(mid);
-        let (s, first) = (self.s, self.first);
-        (
-            Self { s, first, param: p0, grad: g0, momentum_buffer: b0 },
-            Self { s, first, param: p1, grad: g1, momentum_buffer: b1 },
-        )
-    }
-}
+chunk!(SgdTensor { copy: s, first; cut: param, grad, momentum_buffer });
 
 impl<T: Real> Update for SgdTensor<'_, T> {
     fn update(self) {
@@ -121,6 +107,7 @@ impl<T: Real> Update for SgdTensor<'_, T> {
 mod tests {
     use super::*;
     use crate::kernels::testing::{assert_close, wave};
+    use crate::kernels::Chunk;
 
     fn hyper(momentum: f64, nesterov: bool) -> SgdHyper {
         SgdHyper { lr: 0.1, momentum, dampening: 0.0, weight_decay: 0.0, nesterov, maximize: false }
