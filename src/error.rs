@@ -70,8 +70,8 @@ impl fmt::Display for Error {
                 f,
                 "{what} shares memory with another parameter, gradient or state array of this step \
                  (or interleaves with one, as column blocks of one matrix do, which the borrow checker \
-                 cannot prove disjoint); pass each array once and keep parameters, gradients and \
-                 state in separate memory"
+                 cannot prove disjoint), or is in use by a step running in another thread; pass each \
+                 array once and keep parameters, gradients and state in separate memory"
             ),
             Self::Malformed(msg) => f.write_str(msg),
         }

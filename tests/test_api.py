@@ -651,3 +651,101 @@ def test_zero_grad_reaches_every_group():
             assert p.grad is None and q.grad is None
         else:
             assert q.grad is held and not q.grad.any() and not p.grad.any()
+
+
+def test_the_callers_group_dict_is_the_group():
+    """As torch: the dict passed in becomes the param group, defaults filled in, so
+    edits through the caller's reference take effect."""
+    p = np.zeros(2)
+    group = {"params": [p], "lr": 0.5}
+    opt = fo.SGD([group])
+    assert opt.param_groups[0] is group and group["momentum"] == 0
+    group["lr"] = 0.25
+    opt.step(grads=[np.ones(2)])
+    np.testing.assert_array_equal(p, [-0.25, -0.25])
+
+
+def test_state_dict_ignores_a_stray_state_lookup():
+    """opt.state[x] for an x that is not a parameter (here the array a Parameter wraps)
+    inserts an empty entry, as torch's defaultdict does; state_dict() leaves it out."""
+    w_data = np.zeros(3)
+    w = fo.Parameter(w_data)
+    opt = fo.Adam([w])
+    w.grad = np.ones(3)
+    opt.step()
+    assert opt.state[w_data] == {}
+    sd = opt.state_dict()
+    assert list(sd["state"]) == [0] and sd["state"][0]["step"] == 1.0
+
+
+def test_non_dict_state_is_refused():
+    """A parameter's state must be a dict: assigning anything else fails at once, so a
+    step can never update parameters and then fail to record their state."""
+    a, b = np.zeros(2), np.zeros(2)
+    opt = fo.Adam([a, b], lr=0.1)
+    opt.step(grads=[np.ones(2), np.ones(2)])
+    with pytest.raises(TypeError, match="must be a dict"):
+        opt.state[b] = None
+    assert opt.state[b]["step"] == 1.0
+
+
+def test_momentum_buffer_reset_to_none_starts_afresh_as_torch():
+    p, tp = np.zeros(3), torch.zeros(3, dtype=torch.float64, requires_grad=True)
+    opt, topt = fo.SGD([p], lr=0.1, momentum=0.9), torch.optim.SGD([tp], lr=0.1, momentum=0.9)
+    for k in range(4):
+        g = np.array([1.0, -2.0, 0.5]) * (k + 1)
+        if k == 2:
+            opt.state[p]["momentum_buffer"] = None
+            topt.state[tp]["momentum_buffer"] = None
+        tp.grad = torch.from_numpy(g.copy())
+        opt.step(grads=[g])
+        topt.step()
+    np.testing.assert_allclose(p, tp.detach().numpy(), rtol=1e-14)
+
+
+def test_required_state_set_to_none_names_it():
+    p = np.zeros(2)
+    opt = fo.RMSprop([p])
+    opt.step(grads=[np.ones(2)])
+    opt.state[p]["square_avg"] = None
+    with pytest.raises(ValueError, match="'square_avg' of param_groups"):
+        opt.step(grads=[np.ones(2)])
+
+
+def test_hyperparameter_problems_are_named_and_early():
+    p = np.zeros(2)
+    opt = fo.SGD([p], lr=0.1, momentum=0.5)
+    opt.param_groups[0]["momentum"] = None
+    with pytest.raises(TypeError, match=r"param_groups\[0\]: 'momentum'"):
+        opt.step(grads=[np.ones(2)])
+    with pytest.raises(ValueError, match="does not fit in a float"):
+        fo.SGD([np.zeros(2)], lr=10**400)
+    opt = fo.Adam([np.zeros(2)], lr=np.array(0.01))  # a converted torch tensor lr
+    assert type(opt.param_groups[0]["lr"]) is float and opt.param_groups[0]["lr"] == 0.01
+
+
+def test_loaded_param_names_replace_the_current_ones_as_torch():
+    a = np.zeros(2)
+    opt = fo.SGD({"w": a}, lr=0.1)
+    sd = opt.state_dict()
+    sd["param_groups"][0]["param_names"] = ["layer.w"]
+    opt.load_state_dict(sd)
+    assert opt.param_groups[0]["param_names"] == ["layer.w"]
+
+
+@pytest.mark.parametrize(
+    "op",
+    [
+        lambda p: p.dot(p),
+        lambda p: p.view(),
+        lambda p: p.swapaxes(0, 1),
+        lambda p: p.take([0, 1]),
+        lambda p: p.diagonal(),
+        lambda p: p.squeeze(),
+        lambda p: p.repeat(2),
+    ],
+)
+def test_array_methods_return_plain_arrays(op):
+    p = fo.Parameter(np.arange(4.0).reshape(2, 2))
+    result = op(p)
+    assert type(result) is np.ndarray or np.isscalar(result)

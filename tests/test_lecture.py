@@ -629,3 +629,42 @@ def test_adagrad_norm_scope_starts_from_its_groups_b0():
     b = np.sqrt(2.0**2 + g @ g)
     assert opt.b(p) == pytest.approx(b, rel=1e-15) and opt.b(q) == 0.01
     np.testing.assert_allclose(p, -g / b, rtol=1e-15)
+
+
+def _norm_run(steps, opt, params, rng):
+    for _ in range(steps):
+        opt.step(grads=[rng.standard_normal(p.shape) for p in params])
+
+
+def test_adagrad_norm_regrouped_scopes_continue_from_their_largest_b():
+    """Editing a group's scope mid-run, or appending a parameter, does not restart b:
+    every parameter holds its scope's b^2, and a regrouped scope continues from the
+    largest b^2 its parameters hold (b only grows)."""
+    rng = np.random.default_rng(11)
+    p, q, r = np.zeros(3), np.zeros(4), np.zeros(2)
+    opt = fo.AdagradNorm([{"params": [p]}, {"params": [q]}], lr=1.0, b0=0.5)
+    _norm_run(20, opt, [p, q], rng)
+    b_global = opt.b(q)
+    assert opt.b(p) == b_global > 1.0
+    opt.param_groups[0]["scope"] = "tensor"  # p leaves the global scope with its own b
+    assert opt.b(p) == b_global and opt.b(q) == b_global
+    g = rng.standard_normal(4)
+    before = q.copy()
+    opt.step(grads=[None, g])
+    b_new = np.sqrt(b_global**2 + g @ g)
+    np.testing.assert_allclose(opt.b(q), b_new, rtol=1e-14)
+    np.testing.assert_allclose(q, before - g / b_new, rtol=1e-14)
+    assert opt.b(p) == b_global  # its own scope had no gradient
+    opt.param_groups[1]["params"].append(r)  # a new member joins the global scope
+    assert opt.b(r) == opt.b(q)
+    opt.param_groups[0]["scope"] = "global"  # regroup: the largest b^2 wins
+    assert opt.b(p) == opt.b(q) == pytest.approx(max(b_global, b_new), rel=1e-14)
+
+
+def test_adagrad_norm_invalid_scope_edited_mid_run_is_a_value_error():
+    p = np.zeros(3)
+    opt = fo.AdagradNorm([p])
+    opt.param_groups[0]["scope"] = "tensr"
+    with pytest.raises(ValueError, match=r"param_groups\[0\].*scope"):
+        opt.step(grads=[np.ones(3)])
+    assert np.array_equal(p, np.zeros(3)) and len(opt.state) == 0

@@ -307,9 +307,13 @@ def test_state_dict_layout(case_id, dtype):
                 assert v.shape == params[idx].shape and v.dtype == params[idx].dtype, (idx, k)
                 assert not np.shares_memory(v, opt.state[params[idx]][k])
     if case_id.startswith("adagradnorm"):
-        # b_sq is stored in the scope's first parameter (AdagradNorm's documented rule).
-        holders = {"global": {0}, "group": {0, 2}, "tensor": set(range(N_PARAMS))}
-        assert set(sd["state"]) == holders[CASE_BY_ID[case_id][3]["scope"]]
+        # Every parameter holds the b_sq of its scope (AdagradNorm's documented rule):
+        # one value for all (global), one per group ([0, 1] and [2, 3]), or one each.
+        assert set(sd["state"]) == set(range(N_PARAMS))
+        values = [sd["state"][i]["b_sq"] for i in range(N_PARAMS)]
+        assert [np.sqrt(v) for v in values] == [opt.b(p) for p in params]
+        distinct = {"global": 1, "group": 2, "tensor": N_PARAMS}[CASE_BY_ID[case_id][3]["scope"]]
+        assert len(set(values)) == distinct
     elif STATE_KEYS[case_id]:
         assert set(sd["state"]) == set(range(N_PARAMS))
         for idx, s in sd["state"].items():

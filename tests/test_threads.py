@@ -282,6 +282,10 @@ def test_only_large_steps_start_worker_threads():
         "fo.SGD([np.zeros(1000)], lr=0.1).step(grads=[np.ones(1000)])\n"
         "assert workers() == 0, 'a small step started the pool'\n"
         "fo.SGD([np.zeros(1 << 17)], lr=0.1).step(grads=[np.ones(1 << 17)])\n"
+        "import time\n"
+        "deadline = time.monotonic() + 5\n"  # a new worker names itself once it runs
+        "while workers() < 2 and time.monotonic() < deadline:\n"
+        "    time.sleep(0.01)\n"
         "assert workers() == 2, 'a large step ran serially'\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -11,11 +11,19 @@ import numpy as np
 def _real(value: Any, name: str) -> None:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    try:
+        float(value)
+    except OverflowError:
+        raise ValueError(f"Invalid {name} value: {value} does not fit in a float") from None
 
 
 def non_negative(group: dict[str, Any], *names: str) -> None:
-    """Each named hyperparameter is a real number ``>= 0`` (NumPy scalars included)."""
+    """Each named hyperparameter is a real number ``>= 0`` (NumPy scalars included; a
+    0-d array, as a converted torch tensor, is replaced by its value)."""
     for name in names:
+        value = group[name]
+        if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "fiu":
+            group[name] = value.item()
         _real(group[name], name)
         if not group[name] >= 0.0:  # also rejects NaN
             raise ValueError(f"Invalid {name} value: {group[name]}")

@@ -41,12 +41,14 @@ class AdagradNorm(Optimizer):
             per param group) or ``"tensor"`` (one per parameter array).
         maximize: maximize the objective instead of minimizing it.
 
-    State: ``b_sq`` (``b_k^2``, a float) for each scope, kept in the state of the
-    scope's first parameter, as torch's LBFGS keeps its global state: the first
-    parameter of the first global-scope group, the first parameter of each
-    group-scope group, every parameter of a tensor-scope group. Before the first
-    step ``b_sq`` is ``b0**2`` (``b0`` of the holder's group). ``opt.b(p)`` returns
-    the current ``b`` that applies to ``p``.
+    State: ``{"b_sq": b_k^2}`` (a float) for every parameter, holding the accumulator
+    of the scope the parameter belongs to; a step writes the new value to every
+    parameter of each scope that had a gradient, so ``opt.state[p]["b_sq"]`` is the
+    ``b^2`` that applies to ``p``. Before its first step a scope starts from ``b0**2``
+    (the largest ``b0`` among its groups). If the scopes are regrouped mid-run (a
+    group's ``scope`` edited, a parameter appended), a scope continues from the
+    largest ``b_sq`` its parameters hold, the conservative choice since ``b`` only
+    grows. ``opt.b(p)`` returns the current ``b`` that applies to ``p``.
     """
 
     _kernel = staticmethod(_core.adagrad_norm_step)
@@ -73,53 +75,57 @@ class AdagradNorm(Optimizer):
             raise ValueError(f"Invalid scope {group['scope']!r}: expected one of {SCOPES}")
         flag(group, "maximize")
 
-    def _holder(self, gi: int, i: int) -> Any:
-        """The parameter whose state keeps the ``b_sq`` that applies to ``param_groups[gi]['params'][i]``."""
-        group = self.param_groups[gi]
-        if group["scope"] == "tensor":
-            return group["params"][i]
-        if group["scope"] == "group":
-            return group["params"][0]
-        first = next(g for g in self.param_groups if g["scope"] == "global" and g["params"])
-        return first["params"][0]
+    def _scope_key(self, gi: int, i: int) -> tuple[Any, ...]:
+        """Which accumulator ``param_groups[gi]['params'][i]`` adds to."""
+        scope = self.param_groups[gi]["scope"]
+        if scope == "global":
+            return ("global",)
+        if scope == "group":
+            return ("group", gi)
+        if scope == "tensor":
+            return ("tensor", gi, i)
+        raise ValueError(f"param_groups[{gi}]: invalid scope {scope!r}, expected one of {SCOPES}")
 
-    def _holder_group(self, holder: Any) -> dict[str, Any]:
-        return next(g for g in self.param_groups if any(p is holder for p in g["params"]))
+    def _scopes(self) -> dict[tuple[Any, ...], list[tuple[int, Any]]]:
+        """Every scope with its members as ``(group index, parameter)``, in order."""
+        scopes: dict[tuple[Any, ...], list[tuple[int, Any]]] = {}
+        for gi, group in enumerate(self.param_groups):
+            for i, p in enumerate(group["params"]):
+                scopes.setdefault(self._scope_key(gi, i), []).append((gi, p))
+        return scopes
 
-    def _b_sq(self, holder: Any) -> float:
-        state = self.state.get(holder)
-        if state and "b_sq" in state:
-            return float(state["b_sq"])
-        return float(self._holder_group(holder)["b0"]) ** 2
+    def _b_sq(self, members: list[tuple[int, Any]]) -> float:
+        """A scope's current ``b^2``: the largest its parameters hold, else its ``b0**2``."""
+        held = [s["b_sq"] for _, p in members if (s := self.state.get(p)) and "b_sq" in s]
+        if held:
+            return float(max(held))
+        return max(float(self.param_groups[gi]["b0"]) ** 2 for gi, _ in members)
 
     def b(self, param: Any) -> float:
         """The current ``b_k`` that scales the step of ``param``."""
-        for gi, group in enumerate(self.param_groups):
-            for i, p in enumerate(group["params"]):
-                if p is param:
-                    return math.sqrt(self._b_sq(self._holder(gi, i)))
+        for members in self._scopes().values():
+            if any(p is param for _, p in members):
+                return math.sqrt(self._b_sq(members))
         raise KeyError("parameter is not in this optimizer")
 
     def _step(self, grads: list[list[Any]]) -> None:
-        holders: list[Any] = []
-        slot_of: dict[int, int] = {}
+        scopes = self._scopes()
+        slot_of = {key: n for n, key in enumerate(scopes)}
+        used: set[tuple[Any, ...]] = set()
         calls = []
         for gi, group, tensors in self._with_grads(grads):
-            accumulator = []
-            for i in tensors["index"]:
-                holder = self._holder(gi, i)
-                if id(holder) not in slot_of:
-                    slot_of[id(holder)] = len(holders)
-                    holders.append(holder)
-                accumulator.append(slot_of[id(holder)])
+            keys = [self._scope_key(gi, i) for i in tensors["index"]]
+            used.update(keys)
             call = {k: group[k] for k in ("lr", "weight_decay", "maximize")}
-            call.update(tensors, state=[[]] * len(accumulator), accumulator=accumulator)
+            call.update(tensors, state=[[]] * len(keys), accumulator=[slot_of[k] for k in keys])
             calls.append(call)
         if not calls:
             return
-        b_sq = _core.adagrad_norm_step(calls, [self._b_sq(h) for h in holders])
-        for holder, value in zip(holders, b_sq):
-            self._commit(holder, {"b_sq": value})
+        b_sq = _core.adagrad_norm_step(calls, [self._b_sq(members) for members in scopes.values()])
+        for key, members in scopes.items():
+            if key in used:
+                for _, p in members:
+                    self._commit(p, {"b_sq": b_sq[slot_of[key]]})
 
     def _load_param_state(self, p: np.ndarray, site: str, entry: Any) -> dict[str, Any]:
         if not isinstance(entry, dict) or set(entry) - {"b_sq"}:

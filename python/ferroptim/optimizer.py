@@ -58,6 +58,8 @@ class ParamState(MutableMapping):
         return entry[1] if entry is not None and entry[0] is param else default
 
     def __setitem__(self, param: Any, value: dict[str, Any]) -> None:
+        if not isinstance(value, dict):
+            raise TypeError(f"a parameter's state must be a dict, got {type(value).__name__}")
         self._items[id(param)] = (param, value)
 
     def __delitem__(self, param: Any) -> None:
@@ -156,7 +158,8 @@ class Optimizer:
         take ``defaults``). A parameter already in the optimizer is rejected."""
         if not isinstance(param_group, Mapping):
             raise TypeError(f"param group must be a dict, got {type(param_group).__name__}")
-        group = dict(param_group)
+        # As torch, the caller's dict becomes the group, so edits to it take effect.
+        group = param_group if isinstance(param_group, dict) else dict(param_group)
         if "params" not in group:
             raise ValueError("param group must have a 'params' entry")
         params, names = self._unpack_params(group["params"])
@@ -213,9 +216,11 @@ class Optimizer:
             packed = {k: copy.deepcopy(v) for k, v in group.items() if k != "params"}
             packed["params"] = [index.setdefault(id(p), len(index)) for p in group["params"]]
             groups.append(packed)
+        # Entries of objects that are not parameters (a stray opt.state[x] lookup) are left out.
         state = {
             index[id(p)]: {k: v.copy(order="K") if isinstance(v, np.ndarray) else v for k, v in s.items()}
             for p, s in self.state.items()
+            if id(p) in index
         }
         return {"state": state, "param_groups": groups}
 
@@ -260,8 +265,11 @@ class Optimizer:
                 for k, v in saved.items()
                 if k not in TORCH_ONLY_FLAGS and k not in ("params", "param_names")
             )
-            if "param_names" in group:
-                restored["param_names"] = list(group["param_names"])
+            names = saved.get("param_names", group.get("param_names"))
+            if names is not None:
+                if len(names) != len(group["params"]):
+                    raise ValueError(f"loaded param group {gi} has {len(names)} param_names")
+                restored["param_names"] = list(names)
             restored["params"] = group["params"]
             try:
                 self._validate_group(restored)
@@ -384,8 +392,8 @@ class Optimizer:
     def _step(self, grads: list[list[Any]]) -> None:
         calls: list[dict[str, Any]] = []
         pending: list[tuple[Any, dict[str, Any]]] = []
-        for _, group, tensors in self._with_grads(grads):
-            olds = [self.state.get(p) for p in tensors["params"]]
+        for gi, group, tensors in self._with_grads(grads):
+            olds = [self._current_state(gi, i, p) for i, p in zip(tensors["index"], tensors["params"])]
             # Private copies: the state is committed only once the kernel accepted every array.
             states = [
                 dict(old) if old else self._init_state(p, group) for p, old in zip(tensors["params"], olds)
@@ -400,6 +408,15 @@ class Optimizer:
             type(self)._kernel(calls)
         for p, state in pending:
             self._commit(p, state)
+
+    def _current_state(self, gi: int, i: int, p: Any) -> dict[str, Any] | None:
+        """The state of a parameter about to step, with the arrays its settings need."""
+        state = self.state.get(p)
+        if state:
+            missing = [name for name in self.required_state if state.get(name) is None]
+            if missing:
+                raise ValueError(f"state {missing[0]!r} of {_site(gi, i)} is missing")
+        return state
 
     def _commit(self, p: Any, state: dict[str, Any]) -> None:
         """Makes ``state`` the state of ``p``, in place, so a dict held from ``opt.state[p]``

@@ -11,7 +11,7 @@ FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 def _plain(x: Any) -> Any:
     """``x`` as a plain ndarray when it is a ``Parameter``; anything else unchanged."""
-    return x.view(np.ndarray) if isinstance(x, Parameter) else x
+    return np.ndarray.view(x, np.ndarray) if isinstance(x, Parameter) else x
 
 
 class Parameter(np.ndarray):
@@ -120,6 +120,22 @@ class Parameter(np.ndarray):
     def __deepcopy__(self, memo: dict[int, Any] | None = None) -> Parameter:
         grad = None if self.grad is None else self.grad.copy(order="K")
         return Parameter(self.view(np.ndarray).copy(order="K"), grad)
+
+
+def _returns_plain(name: str) -> Any:
+    method = getattr(np.ndarray, name)
+
+    def plain(self: Parameter, *args: Any, **kwargs: Any) -> Any:
+        return _plain(method(np.ndarray.view(self, np.ndarray), *args, **kwargs))
+
+    plain.__name__ = plain.__qualname__ = name
+    plain.__doc__ = method.__doc__
+    return plain
+
+
+# Array methods that are not ufuncs and would otherwise hand back a Parameter.
+for _name in ("dot", "view", "swapaxes", "take", "diagonal", "squeeze", "repeat", "compress", "choose"):
+    setattr(Parameter, _name, _returns_plain(_name))
 
 
 def _rebuild_parameter(data: np.ndarray, grad: np.ndarray | None) -> Parameter:

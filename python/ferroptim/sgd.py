@@ -74,10 +74,10 @@ class SGD(Optimizer):
     def _slot_arrays(self, state: dict[str, Any], p: np.ndarray, group: dict[str, Any]) -> list:
         if group["momentum"] == 0:
             return [None]
-        if "momentum_buffer" not in state:
+        if state.get("momentum_buffer") is None:  # none yet, or reset to None as torch allows
             # Filled with the gradient by the kernel on this first step, as torch does.
             state["momentum_buffer"] = np.zeros_like(p.view(np.ndarray))
         return [state["momentum_buffer"]]
 
     def _tensor_args(self, states: list[dict[str, Any]], olds: list[dict[str, Any] | None]) -> dict[str, Any]:
-        return {"first": [not old or "momentum_buffer" not in old for old in olds]}
+        return {"first": [not old or old.get("momentum_buffer") is None for old in olds]}

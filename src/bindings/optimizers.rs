@@ -21,7 +21,10 @@ use crate::pool;
 fn item<'py, T: FromPyObjectOwned<'py>>(group: &Bound<'py, PyDict>, key: &str) -> PyResult<T> {
     let value =
         group.get_item(key)?.ok_or_else(|| PyKeyError::new_err(format!("param group has no '{key}'")))?;
-    value.extract::<T>().map_err(Into::into)
+    value.extract::<T>().map_err(|e| {
+        let e: PyErr = e.into();
+        PyErr::from_type(e.get_type(group.py()), format!("'{key}': {}", e.value(group.py())))
+    })
 }
 
 /// SGD hyperparameters and, per tensor, whether its momentum buffer is new.
