@@ -23,6 +23,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from _torchref import numpy_sd_to_torch, torch_sd_to_numpy
 
 import ferroptim as fo
 
@@ -188,41 +189,6 @@ def torch_step(topt, tparams, grads):
 # --------------------------------------------------------------------------------------
 # State-dict converters and comparisons (independent of the library)
 # --------------------------------------------------------------------------------------
-
-
-def _t2n(value):
-    if isinstance(value, torch.Tensor):
-        return value.detach().cpu().numpy().copy()
-    if isinstance(value, tuple):
-        return tuple(_t2n(v) for v in value)
-    if isinstance(value, list):
-        return [_t2n(v) for v in value]
-    return value
-
-
-def torch_sd_to_numpy(sd):
-    """torch.optim state dict -> NumPy: tensors become array copies, numbers stay."""
-    return {
-        "state": {idx: {k: _t2n(v) for k, v in s.items()} for idx, s in sd["state"].items()},
-        "param_groups": [{k: _t2n(v) for k, v in g.items()} for g in sd["param_groups"]],
-    }
-
-
-def numpy_sd_to_torch(sd):
-    """ferroptim state dict -> torch: arrays become tensors (copies), ``step`` a float32
-    scalar tensor as torch keeps it."""
-    state = {}
-    for idx, s in sd["state"].items():
-        entry = {}
-        for k, v in s.items():
-            if k == "step":
-                entry[k] = torch.tensor(float(v), dtype=torch.float32)
-            elif isinstance(v, np.ndarray):
-                entry[k] = torch.from_numpy(np.array(v, copy=True, order="C"))
-            else:
-                entry[k] = v
-        state[idx] = entry
-    return {"state": state, "param_groups": copy.deepcopy(sd["param_groups"])}
 
 
 def assert_sd_equal(a, b):
