@@ -11,8 +11,8 @@ Checks, for each optimizer configuration and both float dtypes:
 * malformed state dicts raise ``ValueError``/``TypeError`` and change nothing;
 * torch-only group flags are dropped on load, and a 0-d array ``lr`` loads as a float.
 
-The torch <-> NumPy state-dict converters are written here, independently of the
-library and of other test files.
+The torch <-> NumPy state-dict converters are the shared ones in ``tests/_torchref.py``,
+written independently of the library.
 """
 
 from __future__ import annotations
