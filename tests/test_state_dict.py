@@ -191,6 +191,21 @@ def torch_step(topt, tparams, grads):
 # --------------------------------------------------------------------------------------
 
 
+def assert_same_run(opt_a, params_a, opt_b, params_b):
+    """Two optimizers hold bit-identical parameters and state."""
+    for i, (x, y) in enumerate(zip(params_a, params_b)):
+        assert np.array_equal(x, y), f"param {i}"
+    assert_sd_equal(opt_a.state_dict(), opt_b.state_dict())
+
+
+def step_both_and_compare(opt_a, params_a, opt_b, params_b, grads):
+    """Steps both optimizers through the same gradients; they must stay bit-identical."""
+    for g in grads:
+        opt_a.step(grads=g)
+        opt_b.step(grads=g)
+    assert_same_run(opt_a, params_a, opt_b, params_b)
+
+
 def assert_sd_equal(a, b):
     """Exact equality of two NumPy state dicts (arrays bit-identical, same dtype)."""
     assert set(a) == set(b) == {"state", "param_groups"}
@@ -325,9 +340,7 @@ def test_round_trip_bit_identical(case_id, dtype):
     for g in grads[n:]:
         opt2.step(grads=g)
 
-    for i, (a, b) in enumerate(zip(params, params2)):
-        assert np.array_equal(a, b), f"param {i}"
-    assert_sd_equal(opt.state_dict(), opt2.state_dict())
+    assert_same_run(opt, params, opt2, params2)
     for group in opt2.param_groups:
         assert all(any(p is q for q in params2) for p in group["params"])
 
@@ -607,12 +620,7 @@ def test_malformed_state_dict_changes_nothing(case_id, name, corrupt, dtype):
     for g, ps in zip(opt.param_groups, groups_before):
         assert len(g["params"]) == len(ps) and all(a is b for a, b in zip(g["params"], ps))
 
-    for g in grads[4:]:
-        opt.step(grads=g)
-        twin.step(grads=g)
-    for i, (a, b) in enumerate(zip(params, twin_params)):
-        assert np.array_equal(a, b), f"param {i}"
-    assert_sd_equal(opt.state_dict(), twin.state_dict())
+    step_both_and_compare(opt, params, twin, twin_params, grads[4:])
 
 
 @pytest.mark.parametrize("bad", [None, [1, 2], "state", [("state", {}), ("param_groups", [])]])
@@ -682,12 +690,7 @@ def test_torch_flags_dropped_and_0d_lr(case_id, dtype):
             assert not set(TORCH_FLAGS) & set(g), set(g)
     lr = a.param_groups[1]["lr"]
     assert type(lr) is float and lr == 0.0375
-    for g in grads[5:]:
-        a.step(grads=g)
-        b.step(grads=g)
-    for i, (x, y) in enumerate(zip(params_a, params_b)):
-        assert np.array_equal(x, y), f"param {i}"
-    assert_sd_equal(a.state_dict(), b.state_dict())
+    step_both_and_compare(a, params_a, b, params_b, grads[5:])
 
 
 @pytest.mark.parametrize("case_id", ["adam", "adamw", "sgd_momentum"])
