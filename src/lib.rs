@@ -7,10 +7,11 @@ pub mod bindings;
 pub mod error;
 pub mod kernels;
 pub mod pool;
+pub mod sampler;
 
 use pyo3::prelude::*;
 
-/// The compiled core of ferroptim: one step function per algorithm, and thread settings.
+/// The compiled core of ferroptim: one step function per algorithm, the minibatch sampler, and thread settings.
 #[pymodule]
 mod _core {
     #[pymodule_export]
@@ -19,6 +20,8 @@ mod _core {
     use crate::bindings::optimizers::{
         adadelta_step, adagrad_norm_step, adagrad_step, adam_step, rmsprop_step, sgd_step,
     };
+    #[pymodule_export]
+    use crate::bindings::sampler::{Batches, MinibatchSampler};
     #[pymodule_export]
     use crate::bindings::threads::{get_num_threads, set_num_threads};
 }

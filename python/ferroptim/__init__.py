@@ -9,7 +9,7 @@
 import os as _os
 import warnings as _warnings
 
-from ._core import get_num_threads, set_num_threads
+from ._core import MinibatchSampler, get_num_threads, set_num_threads
 from .adadelta import Adadelta
 from .adagrad import Adagrad
 from .adagrad_norm import AdagradNorm
@@ -26,6 +26,7 @@ __all__ = [
     "AdagradNorm",
     "Adam",
     "AdamW",
+    "MinibatchSampler",
     "Optimizer",
     "Parameter",
     "RMSprop",

@@ -9,7 +9,11 @@ Every array is checked and borrowed before any is written; then the whole step r
 as one parallel region with the GIL released.
 """
 
+from collections.abc import Iterator
 from typing import Any
+
+import numpy as np
+import numpy.typing as npt
 
 __all__ = [
     "check_params",
@@ -21,6 +25,8 @@ __all__ = [
     "sgd_step",
     "get_num_threads",
     "set_num_threads",
+    "Batches",
+    "MinibatchSampler",
 ]
 
 def sgd_step(groups: list[dict[str, Any]]) -> None:
@@ -52,3 +58,39 @@ def set_num_threads(threads: int) -> None:
 
 def get_num_threads() -> int:
     """The number of threads steps run on."""
+
+class MinibatchSampler:
+    """A seeded, reproducible random partition of ``range(m)`` into minibatches, one
+    fresh permutation per epoch (the lecture's ``Λ_k``)."""
+
+    def __init__(self, m: int, batch_size: int, seed: int = 0, drop_last: bool = False) -> None: ...
+    @property
+    def m(self) -> int:
+        """The number of samples ``m`` that each epoch partitions."""
+    @property
+    def batch_size(self) -> int:
+        """The size of every minibatch but possibly the last."""
+    @property
+    def seed(self) -> int:
+        """The seed that, with the epoch number, fixes every permutation."""
+    @property
+    def drop_last(self) -> bool:
+        """Whether an epoch's last, smaller minibatch is dropped."""
+    @property
+    def epoch(self) -> int:
+        """The epoch the next ``iter()`` draws; it counts up by one per ``iter()``."""
+    def set_epoch(self, epoch: int) -> None:
+        """Makes the next ``iter()`` draw epoch ``epoch``."""
+    def permutation(self, epoch: int) -> npt.NDArray[np.int64]:
+        """The permutation of ``range(m)`` that epoch ``epoch`` visits, batch after batch."""
+    def __len__(self) -> int: ...
+    def __iter__(self) -> Batches: ...
+    def __reduce__(self) -> tuple[Any, ...]: ...
+    def __setstate__(self, epoch: int) -> None: ...
+
+class Batches(Iterator[npt.NDArray[np.int64]]):
+    """One epoch of a ``MinibatchSampler``: its minibatches in order."""
+
+    def __iter__(self) -> Batches: ...
+    def __next__(self) -> npt.NDArray[np.int64]: ...
+    def __len__(self) -> int: ...

@@ -3,6 +3,7 @@
 
 pub mod arrays;
 pub mod optimizers;
+pub mod sampler;
 pub mod threads;
 
 use pyo3::prelude::*;
