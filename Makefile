@@ -11,7 +11,7 @@ export VIRTUAL_ENV := $(CURDIR)/$(VENV)
 .NOTPARALLEL:
 
 demo: build
-	$(BIN)/python -m ferroptim.examples.mlp
+	$(BIN)/python -m ferroptim compare
 
 test: test-deps build lint rust-test py-test
 
@@ -21,11 +21,12 @@ venv:
 	$(BIN)/python -m pip install -q "maturin>=1.9,<2" "numpy>=1.23"
 
 build: venv
-	$(BIN)/maturin develop --release -q
+	$(BIN)/maturin develop --release -q --extras experiments
 
 test-deps: venv
 	rustup component add rustfmt clippy 2>/dev/null || true
-	$(BIN)/python -m pip install -q "pytest>=8" "ruff>=0.6" "mypy>=1.10" torch
+	$(BIN)/python -m pip install -q "pytest>=8" "ruff>=0.6" "mypy>=1.10" torch \
+		"nbclient>=0.7" "nbformat>=5" "ipykernel>=6"
 
 lint:
 	cargo fmt --check
