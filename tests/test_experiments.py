@@ -385,8 +385,9 @@ def test_missing_mnist_is_a_clean_exit(tmp_path):
         cli.main(["compare", "--dataset", "mnist", "--out", str(tmp_path)])
 
 
-def test_module_and_console_script_run():
-    result = subprocess.run(
-        [sys.executable, "-m", "ferroptim", "--help"], capture_output=True, text=True, check=True
-    )
+@pytest.mark.parametrize(
+    "command", [[sys.executable, "-m", "ferroptim"], [str(Path(sys.executable).parent / "ferroptim")]]
+)
+def test_module_and_console_script_run(command):
+    result = subprocess.run([*command, "--help"], capture_output=True, text=True, check=True)
     assert "rates" in result.stdout and "b0-sweep" in result.stdout
