@@ -6,31 +6,17 @@ Each method runs through ``fo.SGD`` with its textbook optimal hyperparameters; t
 error ``‖θ_k − θ*‖`` shrinks like ``ρ^k`` and the measured ``ρ`` is printed beside
 the lecture's.
 
-Derivations (each ``θ`` component along an eigenvector of ``A`` evolves on its own):
+The hyperparameters (derived in ``docs/experiments.md``):
 
-* **GD**, ``θ_{k+1} = θ_k − α A θ_k``: a component with eigenvalue ``λ`` is multiplied
-  by ``1 − αλ`` each step; the worst ``|1 − αλ|`` over ``[μ, L]`` is smallest when
-  ``1 − αμ = αL − 1``, i.e. ``α = 2/(L+μ)``, giving ``ρ = (κ−1)/(κ+1)``.
-* **Polyak**, ``θ_{k+1} = θ_k − α A θ_k + β(θ_k − θ_{k−1})``: a component follows
-  ``r² − (1 + β − αλ) r + β = 0``. Its roots are complex with ``|r| = √β`` as long as
-  ``(1 + β − αλ)² ≤ 4β`` for all ``λ ∈ [μ, L]``; making that hold with equality at
-  both ends, ``(1 + β − αμ) = 2√β`` and ``(1 + β − αL) = −2√β``, gives
-  ``α = 4/(√L + √μ)²`` and ``β = ((√κ−1)/(√κ+1))²``, so ``ρ = √β = (√κ−1)/(√κ+1)``.
-  (The roots at ``μ`` and ``L`` are double, so the error is ``(a + bk)ρ^k``: a
-  measured rate is above ``ρ`` by roughly ``1/k`` relative.)
-* **Nesterov**, ``θ̂_k = θ_k + β(θ_k − θ_{k−1})``, ``θ_{k+1} = θ̂_k − α A θ̂_k``, with
-  Nesterov's constant-step choice ``α = 1/L``, ``β = (√κ−1)/(√κ+1)``: a component follows
-  ``r² − (1+β)(1−αλ) r + β(1−αλ) = 0``; the roots are complex with
-  ``|r| = √(β(1−αλ))`` for every ``λ``, largest at ``λ = μ``, where they meet at
-  ``1 − 1/√κ``. The lecture's ``√((√κ−1)/√κ) = √(1 − 1/√κ)`` is Nesterov's bound for
-  every ``μ``-strongly convex, ``L``-smooth function; on a quadratic NAG does better,
-  ``1 − 1/√κ``, which both are printed against.
+* GD: ``α = 2/(L+μ)``, rate ``(κ−1)/(κ+1)``;
+* Polyak's heavy ball ``θ_{k+1} = θ_k − αAθ_k + β(θ_k − θ_{k−1})``:
+  ``α = 4/(√L + √μ)²``, ``β = ((√κ−1)/(√κ+1))²``, rate ``(√κ−1)/(√κ+1)``;
+* Nesterov ``θ̂_k = θ_k + β(θ_k − θ_{k−1})``, ``θ_{k+1} = θ̂_k − αAθ̂_k``: ``α = 1/L``,
+  ``β = (√κ−1)/(√κ+1)``; the lecture's ``sqrt((√κ−1)/√κ)`` bounds it on every smooth
+  strongly convex function, and on a quadratic it reaches ``1 − 1/√κ``.
 
-``fo.SGD(momentum=β)`` is exactly the heavy ball (torch's buffer ``v = βv + g``,
-``θ −= αv`` has ``θ_k − θ_{k−1} = −αv_k``), and ``fo.SGD(momentum=β, nesterov=True)``
-is exactly NAG written in its look-ahead point ``θ̂`` (``θ̂_{k+1} = θ̂_k − α(g_k + βv_{k+1})``
-with ``v_{k+1} = βv_k + g_k``); the recorded error is that of the look-ahead point,
-which converges at the same rate.
+``fo.SGD(momentum=β)`` is exactly the heavy ball, and ``nesterov=True`` is exactly NAG
+held at its look-ahead point ``θ̂``, whose error is the one recorded.
 """
 
 from __future__ import annotations
