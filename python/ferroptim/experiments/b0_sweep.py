@@ -73,7 +73,7 @@ def run(
                     desc=f"{model_name:6} {setting:9} {method:12}",
                     unit="epoch",
                     leave=False,
-                    disable=not progress,
+                    disable=None if progress else True,
                 )
                 for b0 in b0s:
                     model = models.build(model_name, data.features, data.classes, hidden=hidden, seed=seed)

@@ -106,7 +106,7 @@ def run(
                 desc=f"{model_name:6} {name:12}",
                 unit="epoch",
                 leave=False,
-                disable=not progress,
+                disable=None if progress else True,
             )
             candidates = []
             for lr in grid:
