@@ -9,6 +9,7 @@
 import os as _os
 import warnings as _warnings
 
+from . import lr_scheduler
 from ._core import MinibatchSampler, get_num_threads, set_num_threads
 from .adadelta import Adadelta
 from .adagrad import Adagrad
@@ -31,6 +32,7 @@ __all__ = [
     "Parameter",
     "RMSprop",
     "get_num_threads",
+    "lr_scheduler",
     "set_num_threads",
 ]
 __version__ = "0.1.0"
