@@ -97,14 +97,24 @@ def _accuracy(point: Point, split: str, epoch: int) -> float:
 
 
 def table(points: list[Point], epoch: int) -> str:
-    """Test accuracy at ``epoch`` by ``b0`` (rows) and model, setting and method (columns)."""
-    columns = list(dict.fromkeys((p.model, p.setting, p.method) for p in points))
+    """Test accuracy at ``epoch``: a row per ``b0``, a column pair (AdaGrad-Norm, SGD)
+    per model and gradient setting."""
+    groups = list(dict.fromkeys((p.model, p.setting) for p in points))
     b0s = sorted({p.b0 for p in points})
     cell = {(p.model, p.setting, p.method, p.b0): _accuracy(p, "test", epoch) for p in points}
-    header = f"{'b0':>8} " + " ".join(f"{f'{m}/{s}/{meth}':>26}" for m, s, meth in columns)
-    rows = [f"test accuracy after epoch {epoch}", header]
+    rows = [
+        f"test accuracy after epoch {epoch} (AGN: AdaGrad-Norm from b0; SGD: fixed step 1/b0)",
+        f"{'':>8}" + "".join(f"{f'{m} {s}':>18}" for m, s in groups),
+        f"{'b0':>8}" + "".join(f"{'AGN':>10}{'SGD':>8}" for _ in groups),
+    ]
     for b0 in b0s:
-        rows.append(f"{b0:>8.3g} " + " ".join(f"{cell[(*c, b0)]:>26.3f}" for c in columns))
+        rows.append(
+            f"{b0:>8.3g}"
+            + "".join(
+                f"{cell[(m, s, METHODS[0], b0)]:>10.3f}{cell[(m, s, METHODS[1], b0)]:>8.3f}"
+                for m, s in groups
+            )
+        )
     return "\n".join(rows)
 
 
