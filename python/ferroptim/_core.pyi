@@ -10,7 +10,7 @@ as one parallel region with the GIL released.
 """
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, final
 
 import numpy as np
 import numpy.typing as npt
@@ -59,11 +59,12 @@ def set_num_threads(threads: int) -> None:
 def get_num_threads() -> int:
     """The number of threads steps run on."""
 
+@final
 class MinibatchSampler:
     """A seeded, reproducible random partition of ``range(m)`` into minibatches, one
     fresh permutation per epoch (the lecture's ``Λ_k``)."""
 
-    def __init__(self, m: int, batch_size: int, seed: int = 0, drop_last: bool = False) -> None: ...
+    def __new__(cls, m: int, batch_size: int, seed: int = 0, drop_last: bool = False) -> MinibatchSampler: ...
     @property
     def m(self) -> int:
         """The number of samples ``m`` that each epoch partitions."""
@@ -88,6 +89,7 @@ class MinibatchSampler:
     def __reduce__(self) -> tuple[Any, ...]: ...
     def __setstate__(self, epoch: int) -> None: ...
 
+@final
 class Batches(Iterator[npt.NDArray[np.int64]]):
     """One epoch of a ``MinibatchSampler``: its minibatches in order."""
 
