@@ -14,8 +14,12 @@ from .adadelta import Adadelta
 from .adagrad import Adagrad
 from .adagrad_norm import AdagradNorm
 from .adam import Adam, AdamW
+from .adamax import Adamax
+from .lion import Lion
+from .nadam import NAdam
 from .optimizer import Optimizer
 from .parameter import Parameter
+from .radam import RAdam
 from .rmsprop import RMSprop
 from .sgd import SGD
 
@@ -26,8 +30,12 @@ __all__ = [
     "AdagradNorm",
     "Adam",
     "AdamW",
+    "Adamax",
+    "Lion",
+    "NAdam",
     "Optimizer",
     "Parameter",
+    "RAdam",
     "RMSprop",
     "get_num_threads",
     "set_num_threads",
