@@ -71,6 +71,10 @@ OPTIMIZERS: dict[str, Callable[[dict[str, fo.Parameter]], fo.Optimizer]] = {
     "RMSprop": lambda p: fo.RMSprop(p, lr=3e-3),
     "Adadelta": lambda p: fo.Adadelta(p, lr=1.0),
     "Adam": lambda p: fo.Adam(p, lr=1e-2),
+    "NAdam": lambda p: fo.NAdam(p, lr=1e-2),
+    "RAdam": lambda p: fo.RAdam(p, lr=3e-2),
+    "Adamax": lambda p: fo.Adamax(p, lr=2e-2),
+    "Lion": lambda p: fo.Lion(p, lr=3e-3),
     "AdagradNorm": lambda p: fo.AdagradNorm(p, lr=1.0, b0=0.1),
 }
 
