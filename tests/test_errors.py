@@ -980,10 +980,22 @@ def test_broadcast_grad_is_allowed():
     np.testing.assert_array_equal(p, -0.5 * np.broadcast_to(np.arange(4.0), (3, 4)))
 
 
-def test_bad_hyperparameter_edited_into_a_group_names_the_group():
+@pytest.mark.parametrize(
+    ("cls", "key", "value", "exc"),
+    [
+        (fo.Adam, "lr", "fast", TypeError),
+        (fo.NAdam, "lr", None, TypeError),
+        (fo.NAdam, "momentum_decay", "fast", TypeError),
+        (fo.NAdam, "momentum_decay", -1.0, ValueError),
+        (fo.NAdam, "betas", 0.9, ValueError),
+        (fo.RAdam, "betas", (0.9,), ValueError),
+        (fo.Lion, "weight_decay", [0.1], TypeError),
+    ],
+)
+def test_bad_hyperparameter_edited_into_a_group_names_the_group(cls, key, value, exc):
     p = np.zeros(2)
-    opt = fo.Adam([{"params": [np.zeros(2)]}, {"params": [p]}])
-    opt.param_groups[1]["lr"] = "fast"
-    with pytest.raises(TypeError, match=r"param_groups\[1\]"):
+    opt = cls([{"params": [np.zeros(2)]}, {"params": [p]}])
+    opt.param_groups[1][key] = value
+    with pytest.raises(exc, match=r"param_groups\[1\].*" + key.rstrip("s")):
         opt.step(grads=[np.ones(2), np.ones(2)])
     assert np.array_equal(p, np.zeros(2)) and len(opt.state) == 0

@@ -81,6 +81,12 @@ class NAdam(Optimizer):
         self, states: list[dict[str, Any]], olds: list[dict[str, Any] | None], group: dict[str, Any]
     ) -> dict[str, Any]:
         args = super()._tensor_args(states, olds, group)
+        try:  # the schedule is computed here, so check what was edited into the group since
+            beta_pair(group)
+            non_negative(group, "momentum_decay")
+        except (TypeError, ValueError) as err:
+            gi = next(i for i, g in enumerate(self.param_groups) if g is group)
+            raise type(err)(f"param_groups[{gi}]: {err}") from None
         beta1, momentum_decay = group["betas"][0], group["momentum_decay"]
         for s in states:
             # mu_t as the kernel computes it (NadamHyper::mu in src/kernels/nadam.rs)
