@@ -18,7 +18,8 @@ mod _core {
     use crate::bindings::arrays::check_params;
     #[pymodule_export]
     use crate::bindings::optimizers::{
-        adadelta_step, adagrad_norm_step, adagrad_step, adam_step, rmsprop_step, sgd_step,
+        adadelta_step, adagrad_norm_step, adagrad_step, adam_step, adamax_step, lion_step, nadam_step,
+        radam_step, rmsprop_step, sgd_step,
     };
     #[pymodule_export]
     use crate::bindings::sampler::{Batches, MinibatchSampler};

@@ -5,7 +5,9 @@
   ``ferroptim``'s ``load_state_dict`` accepts.
 - ``numpy_sd_to_torch(sd)``: a ferroptim state dict with every ndarray turned into a tensor
   and every ``step`` number into ``torch.tensor(step)`` (a float32 0-d tensor, as torch
-  stores it), which ``torch.optim``'s ``load_state_dict`` accepts.
+  stores it), which ``torch.optim``'s ``load_state_dict`` accepts. Other scalar state
+  (NAdam's ``mu_product``) stays a Python float: torch.optim.NAdam turns it into the
+  float32 tensor it keeps itself, where a tensor would be cast to the parameter's dtype.
 
 Both return new containers; nothing is shared with the input.
 """

@@ -20,7 +20,19 @@ import ferroptim as fo
 
 torch = pytest.importorskip("torch")
 
-ALL = [fo.SGD, fo.Adagrad, fo.RMSprop, fo.Adadelta, fo.Adam, fo.AdamW, fo.AdagradNorm]
+ALL = [
+    fo.SGD,
+    fo.Adagrad,
+    fo.RMSprop,
+    fo.Adadelta,
+    fo.Adam,
+    fo.AdamW,
+    fo.NAdam,
+    fo.RAdam,
+    fo.Adamax,
+    fo.Lion,
+    fo.AdagradNorm,
+]
 TORCH_ONLY = {"foreach", "fused", "capturable", "differentiable"}
 
 
@@ -371,6 +383,10 @@ CONFIGS = [
     (fo.Adadelta, {"weight_decay": 0.1}),
     (fo.Adam, {"weight_decay": 0.1, "amsgrad": True}),
     (fo.AdamW, {}),
+    (fo.NAdam, {"weight_decay": 0.1}),
+    (fo.RAdam, {"decoupled_weight_decay": True, "weight_decay": 0.1}),
+    (fo.Adamax, {"weight_decay": 0.1}),
+    (fo.Lion, {"weight_decay": 0.1}),
     (fo.AdagradNorm, {"weight_decay": 0.1}),
     (fo.AdagradNorm, {"scope": "tensor"}),
 ]
@@ -475,6 +491,12 @@ PAIRS = [
     (fo.Adam, torch.optim.Adam, {"amsgrad": True, "betas": (0.8, 0.99), "maximize": True}),
     (fo.AdamW, torch.optim.AdamW, {}),
     (fo.AdamW, torch.optim.AdamW, {"amsgrad": True, "weight_decay": 0.5}),
+    (fo.NAdam, torch.optim.NAdam, {}),
+    (fo.NAdam, torch.optim.NAdam, {"momentum_decay": 0.1, "decoupled_weight_decay": True, "maximize": True}),
+    (fo.RAdam, torch.optim.RAdam, {}),
+    (fo.RAdam, torch.optim.RAdam, {"decoupled_weight_decay": True, "betas": (0.8, 0.99)}),
+    (fo.Adamax, torch.optim.Adamax, {}),
+    (fo.Adamax, torch.optim.Adamax, {"weight_decay": 0.1, "maximize": True}),
 ]
 PAIR_IDS = [f"{f.__name__}-{'-'.join(k) or 'default'}" for f, _, k in PAIRS]
 FO_ONLY = {fo.RMSprop: {"eps_in_sqrt"}}
@@ -551,6 +573,8 @@ def test_state_keys_match_torch(ours, theirs, kwargs):
     for k in want:
         if k == "step":
             assert isinstance(opt.state[a]["step"], float) and opt.state[a]["step"] == 2.0
+        elif k == "mu_product":  # NAdam's: a float holding torch's float32 0-d tensor's value
+            assert isinstance(opt.state[a][k], float) and opt.state[a][k] == float(topt.state[t][k])
         else:
             got = opt.state[a][k]
             assert isinstance(got, np.ndarray) and got.shape == (3,) and got.dtype == np.float64

@@ -41,10 +41,26 @@ CONFIGS = [
     pytest.param(fo.Adadelta, {"weight_decay": 0.1}, id="Adadelta"),
     pytest.param(fo.Adam, {"lr": 0.01, "amsgrad": True, "weight_decay": 0.1}, id="Adam"),
     pytest.param(fo.AdamW, {"lr": 0.01}, id="AdamW"),
+    pytest.param(fo.NAdam, {"lr": 0.01, "weight_decay": 0.1}, id="NAdam"),
+    pytest.param(fo.RAdam, {"lr": 0.01, "decoupled_weight_decay": True, "weight_decay": 0.1}, id="RAdam"),
+    pytest.param(fo.Adamax, {"lr": 0.01}, id="Adamax"),
+    pytest.param(fo.Lion, {"lr": 0.01, "weight_decay": 0.1}, id="Lion"),
     pytest.param(fo.AdagradNorm, {"scope": "global"}, id="AdagradNorm-global"),
     pytest.param(fo.AdagradNorm, {"scope": "tensor"}, id="AdagradNorm-tensor"),
 ]
-ALL_CLASSES = [fo.SGD, fo.Adagrad, fo.RMSprop, fo.Adadelta, fo.Adam, fo.AdamW, fo.AdagradNorm]
+ALL_CLASSES = [
+    fo.SGD,
+    fo.Adagrad,
+    fo.RMSprop,
+    fo.Adadelta,
+    fo.Adam,
+    fo.AdamW,
+    fo.NAdam,
+    fo.RAdam,
+    fo.Adamax,
+    fo.Lion,
+    fo.AdagradNorm,
+]
 
 
 def fresh_grads(seed: int) -> list[np.ndarray]:
@@ -689,10 +705,10 @@ BAD_HYPER = [
     (fo.Adadelta, {"lr": -1.0}, ValueError, "lr"),
     (fo.Adadelta, {"eps": -1e-6}, ValueError, "eps"),
     (fo.Adadelta, {"weight_decay": -0.1}, ValueError, "weight_decay"),
-    # Adam / AdamW
+    # Adam and the classes that share its betas check
     *[
         (cls, kw, ValueError, pattern)
-        for cls in (fo.Adam, fo.AdamW)
+        for cls in (fo.Adam, fo.AdamW, fo.NAdam, fo.RAdam, fo.Adamax, fo.Lion)
         for kw, pattern in [
             ({"lr": -1e-3}, "lr"),
             ({"betas": (1.0, 0.999)}, "beta"),
@@ -703,14 +719,24 @@ BAD_HYPER = [
             ({"betas": (NAN, 0.999)}, "beta"),
             ({"betas": (0.9,)}, "beta"),
             ({"betas": (0.9, 0.99, 0.999)}, "beta"),
-            ({"eps": -1e-8}, "eps"),
             ({"weight_decay": -0.01}, "weight_decay"),
+            ({"lr": NAN}, "lr"),
+            ({"weight_decay": NAN}, "weight_decay"),
         ]
     ],
+    *[(cls, {"eps": -1e-8}, ValueError, "eps") for cls in (fo.Adam, fo.AdamW, fo.NAdam, fo.RAdam, fo.Adamax)],
     (fo.Adam, {"amsgrad": "x"}, TypeError, "amsgrad"),
     (fo.AdamW, {"amsgrad": None}, TypeError, "amsgrad"),
     (fo.Adam, {"decoupled_weight_decay": 1}, TypeError, "decoupled_weight_decay"),
     (fo.Adam, {"maximize": None}, TypeError, "maximize"),
+    (fo.NAdam, {"momentum_decay": -4e-3}, ValueError, "momentum_decay"),
+    (fo.NAdam, {"momentum_decay": NAN}, ValueError, "momentum_decay"),
+    (fo.NAdam, {"momentum_decay": "fast"}, TypeError, "momentum_decay"),
+    (fo.NAdam, {"decoupled_weight_decay": "yes"}, TypeError, "decoupled_weight_decay"),
+    (fo.RAdam, {"decoupled_weight_decay": 0}, TypeError, "decoupled_weight_decay"),
+    (fo.Adamax, {"maximize": 1}, TypeError, "maximize"),
+    (fo.Lion, {"maximize": None}, TypeError, "maximize"),
+    (fo.Lion, {"betas": "ab"}, ValueError, "beta"),
     # AdagradNorm
     (fo.AdagradNorm, {"b0": 0.0}, ValueError, "b0"),
     (fo.AdagradNorm, {"b0": -1.0}, ValueError, "b0"),
@@ -763,6 +789,10 @@ def test_invalid_hyperparameters_in_add_param_group(cls, kwargs, exc, match):
         (fo.Adadelta, {"rho": 0.0}),
         (fo.Adam, {"betas": (0.0, 0.0)}),
         (fo.Adam, {"betas": [0.5, 0.6]}),
+        (fo.NAdam, {"momentum_decay": 0.0, "betas": (0.0, 0.0)}),
+        (fo.RAdam, {"betas": (0.0, 0.0)}),
+        (fo.Adamax, {"betas": (0.0, 0.0), "eps": 0.0}),
+        (fo.Lion, {"betas": (0.0, 0.0), "lr": 0.0}),
         (fo.AdagradNorm, {"b0": 1e-300}),
         (fo.AdagradNorm, {"scope": "group"}),
         (fo.SGD, {"lr": 0}),
@@ -842,6 +872,10 @@ def _nan_inf_grads(rng, shape, dtype, steps):
         ("Adam", {"lr": 0.01}),
         ("Adam", {"lr": 0.01, "amsgrad": True, "weight_decay": 0.1}),
         ("AdamW", {"lr": 0.01}),
+        ("NAdam", {"lr": 0.01, "weight_decay": 0.1}),
+        ("RAdam", {"lr": 0.01}),
+        ("RAdam", {"lr": 0.01, "betas": (0.9, 0.6)}),
+        ("Adamax", {"lr": 0.01}),
     ],
 )
 def test_nan_and_inf_propagate_as_in_torch(dtype, name, kwargs):
@@ -946,10 +980,22 @@ def test_broadcast_grad_is_allowed():
     np.testing.assert_array_equal(p, -0.5 * np.broadcast_to(np.arange(4.0), (3, 4)))
 
 
-def test_bad_hyperparameter_edited_into_a_group_names_the_group():
+@pytest.mark.parametrize(
+    ("cls", "key", "value", "exc"),
+    [
+        (fo.Adam, "lr", "fast", TypeError),
+        (fo.NAdam, "lr", None, TypeError),
+        (fo.NAdam, "momentum_decay", "fast", TypeError),
+        (fo.NAdam, "momentum_decay", -1.0, ValueError),
+        (fo.NAdam, "betas", 0.9, ValueError),
+        (fo.RAdam, "betas", (0.9,), ValueError),
+        (fo.Lion, "weight_decay", [0.1], TypeError),
+    ],
+)
+def test_bad_hyperparameter_edited_into_a_group_names_the_group(cls, key, value, exc):
     p = np.zeros(2)
-    opt = fo.Adam([{"params": [np.zeros(2)]}, {"params": [p]}])
-    opt.param_groups[1]["lr"] = "fast"
-    with pytest.raises(TypeError, match=r"param_groups\[1\]"):
+    opt = cls([{"params": [np.zeros(2)]}, {"params": [p]}])
+    opt.param_groups[1][key] = value
+    with pytest.raises(exc, match=r"param_groups\[1\].*" + key.rstrip("s")):
         opt.step(grads=[np.ones(2), np.ones(2)])
     assert np.array_equal(p, np.zeros(2)) and len(opt.state) == 0

@@ -31,6 +31,10 @@ CONFIGS = [
     pytest.param(fo.Adadelta, {"weight_decay": 0.1, "maximize": True}, id="Adadelta"),
     pytest.param(fo.Adam, {"lr": 0.01, "amsgrad": True, "weight_decay": 0.1}, id="Adam-ams"),
     pytest.param(fo.AdamW, {"lr": 0.01}, id="AdamW"),
+    pytest.param(fo.NAdam, {"lr": 0.01, "weight_decay": 0.1, "momentum_decay": 0.1}, id="NAdam"),
+    pytest.param(fo.RAdam, {"lr": 0.01, "weight_decay": 0.1, "decoupled_weight_decay": True}, id="RAdamW"),
+    pytest.param(fo.Adamax, {"lr": 0.01, "weight_decay": 0.1}, id="Adamax"),
+    pytest.param(fo.Lion, {"lr": 0.01, "weight_decay": 0.1, "maximize": True}, id="Lion"),
     pytest.param(fo.AdagradNorm, {"scope": "tensor"}, id="AdagradNorm-tensor"),
     pytest.param(fo.AdagradNorm, {"scope": "global", "b0": 0.5}, id="AdagradNorm-global"),
 ]
@@ -275,6 +279,10 @@ ALLOC_CONFIGS = [
     (fo.Adagrad, {}),
     (fo.RMSprop, {"momentum": 0.9, "centered": True}),
     (fo.Adadelta, {}),
+    (fo.NAdam, {}),
+    (fo.RAdam, {}),
+    (fo.Adamax, {}),
+    (fo.Lion, {}),
     (fo.AdagradNorm, {}),
 ]
 

@@ -79,6 +79,24 @@ CASES = [
         dict(lr=0.02),
     ),
     ("adamw", fo.AdamW, torch.optim.AdamW, dict(lr=0.01, weight_decay=0.1), dict(lr=0.02)),
+    ("nadam", fo.NAdam, torch.optim.NAdam, dict(lr=0.01), dict(lr=0.02, betas=(0.8, 0.99))),
+    (
+        "nadamw",
+        fo.NAdam,
+        torch.optim.NAdam,
+        dict(lr=0.01, weight_decay=0.1, decoupled_weight_decay=True, momentum_decay=0.1),
+        dict(lr=0.02, momentum_decay=4e-3, maximize=True),
+    ),
+    ("radam", fo.RAdam, torch.optim.RAdam, dict(lr=0.01, weight_decay=0.01), dict(lr=0.02)),
+    (
+        "radamw",
+        fo.RAdam,
+        torch.optim.RAdam,
+        dict(lr=0.01, weight_decay=0.1, decoupled_weight_decay=True),
+        dict(lr=0.02, betas=(0.5, 0.6)),
+    ),
+    ("adamax", fo.Adamax, torch.optim.Adamax, dict(lr=0.01, weight_decay=0.01), dict(betas=(0.8, 0.9))),
+    ("lion", fo.Lion, None, dict(lr=0.01, weight_decay=0.1), dict(lr=0.02, maximize=True)),
     (
         "adagradnorm_global",
         fo.AdagradNorm,
@@ -117,10 +135,19 @@ STATE_KEYS = {
     "adam": {"step", "exp_avg", "exp_avg_sq"},
     "adam_amsgrad": {"step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"},
     "adamw": {"step", "exp_avg", "exp_avg_sq"},
+    "nadam": {"step", "mu_product", "exp_avg", "exp_avg_sq"},
+    "nadamw": {"step", "mu_product", "exp_avg", "exp_avg_sq"},
+    "radam": {"step", "exp_avg", "exp_avg_sq"},
+    "radamw": {"step", "exp_avg", "exp_avg_sq"},
+    "adamax": {"step", "exp_avg", "exp_inf"},
+    "lion": {"exp_avg"},
     "adagradnorm_global": {"b_sq"},
     "adagradnorm_group": {"b_sq"},
     "adagradnorm_tensor": {"b_sq"},
 }
+
+#: State entries that are one number (torch: 0-d tensors; ferroptim: Python floats).
+SCALAR_STATE = ("step", "b_sq", "mu_product")
 
 DTYPES = [np.float32, np.float64]
 
@@ -236,8 +263,8 @@ def assert_state_close(fo_sd, np_torch_sd, dtype):
         theirs = {k: v for k, v in theirs.items() if v is not None}
         assert set(ours) == set(theirs), idx
         for k, v in ours.items():
-            if k == "step":
-                assert float(v) == float(theirs[k]), idx
+            if k in SCALAR_STATE:  # NAdam's mu_product too: torch keeps it in float32, as ours
+                assert float(v) == float(theirs[k]), (idx, k)
             else:
                 assert v.dtype == np.dtype(dtype)
                 ref = theirs[k]
@@ -281,7 +308,7 @@ def test_state_dict_layout(case_id, dtype):
     for idx, s in sd["state"].items():
         assert set(s) <= STATE_KEYS[case_id], (idx, set(s))
         for k, v in s.items():
-            if k in ("step", "b_sq"):
+            if k in SCALAR_STATE:
                 assert isinstance(v, float) and not isinstance(v, np.floating), (idx, k)
             else:
                 assert isinstance(v, np.ndarray), (idx, k)
@@ -537,6 +564,14 @@ STEP = {
     "step_none": _set_scalar("step", None),
     "step_vector": _set_scalar("step", np.array([1.0, 2.0], np.float32)),
 }
+MU_PRODUCT = {
+    "mu_product_negative": _set_scalar("mu_product", -0.5),
+    "mu_product_string": _set_scalar("mu_product", "small"),
+    "mu_product_nan": _set_scalar("mu_product", math.nan),
+    "mu_product_none": _set_scalar("mu_product", None),
+    "mu_product_vector": _set_scalar("mu_product", np.array([0.5, 0.25], np.float32)),
+    "mu_product_missing": lambda sd, params: sd["state"][_last_state_index(sd)].pop("mu_product"),
+}
 B_SQ = {
     "b_sq_zero": _set_scalar("b_sq", 0.0),
     "b_sq_negative": _set_scalar("b_sq", -1.0),
@@ -554,6 +589,20 @@ HYPER = {
         "momentum_negative": _set_group(momentum=-1),
     },
     "Adadelta": {"rho_above_one": _set_group(rho=1.5)},
+    "NAdam": {
+        "momentum_decay_negative": _set_group(momentum_decay=-1.0),
+        "decoupled_not_bool": _set_group(decoupled_weight_decay=1),
+        "betas_not_pair": _set_group(betas=(0.9,)),
+    },
+    "RAdam": {"beta2_one": _set_group(betas=(0.9, 1.0)), "eps_negative": _set_group(eps=-1.0)},
+    "Adamax": {
+        "beta1_above_one": _set_group(betas=(1.5, 0.9)),
+        "weight_decay_nan": _set_group(weight_decay=math.nan),
+    },
+    "Lion": {
+        "beta1_negative": _set_group(betas=(-0.1, 0.99)),
+        "weight_decay_negative": _set_group(weight_decay=-1.0),
+    },
     "Adam": {
         "beta1_above_one": _set_group(betas=(1.5, 0.9)),
         "beta2_one": _set_group(betas=(0.9, 1.0)),
@@ -575,10 +624,12 @@ def _malformed_table():
     for case_id, cls, *_ in CASES:
         table = dict(STRUCTURAL)
         keys = STATE_KEYS[case_id]
-        if keys - {"step", "b_sq"}:
+        if keys - set(SCALAR_STATE):
             table.update(ARRAY)
         if "step" in keys:
             table.update(STEP)
+        if "mu_product" in keys:
+            table.update(MU_PRODUCT)
         if "b_sq" in keys:
             table.update(B_SQ)
         table.update(HYPER[cls.__name__])
@@ -693,7 +744,7 @@ def test_torch_flags_dropped_and_0d_lr(case_id, dtype):
     step_both_and_compare(a, params_a, b, params_b, grads[5:])
 
 
-@pytest.mark.parametrize("case_id", ["adam", "adamw", "sgd_momentum"])
+@pytest.mark.parametrize("case_id", ["adam", "adamw", "sgd_momentum", "nadam", "radam", "adamax"])
 def test_real_torch_tensor_lr_loads_as_float(case_id):
     """A torch optimizer built with a tensor ``lr`` (and its foreach flag etc.): its
     converted state dict loads with a Python float ``lr`` and no torch-only flags."""

@@ -1,15 +1,17 @@
 """Parity of ferroptim's optimizers with torch.optim (single-tensor CPU path, ``foreach=False``).
 
-For every class except AdagradNorm (torch has no counterpart) ferroptim and torch.optim
+For every class except AdagradNorm and Lion (torch has no counterpart) ferroptim and torch.optim
 run the same problem side by side: the same initial parameters and the same fresh random
 gradients at every step (seeded NumPy generator; torch gets ``torch.from_numpy`` copies).
 After every step the parameters and every per-parameter state entry (same keys, same
-``step``, arrays to float64 rtol 1e-12 / float32 rtol 1e-6) must agree.
+``step`` and NAdam ``mu_product``, arrays to float64 rtol 1e-12 / float32 rtol 1e-6) must
+agree.
 
 Covered:
 - a registry of option combinations per class (``itertools.product`` over the options:
   maximize, weight_decay, momentum, dampening, nesterov, centered with momentum, amsgrad,
-  lr_decay, initial_accumulator_value, decoupled weight decay, AdamW), both dtypes;
+  lr_decay, initial_accumulator_value, decoupled weight decay, AdamW, NAdam's momentum_decay,
+  RAdam's betas on both sides of the rho_t > 5 switch, Adamax's betas and eps), both dtypes;
 - parameters of many layouts: 0-d, size 0, C, Fortran, transposed, 3-d permuted, strided
   and negative-stride views of larger arrays (elements outside the views must stay
   untouched), in two param groups with different hyperparameters;
@@ -116,6 +118,37 @@ def _adamw_cases() -> list[dict[str, Any]]:
     return cases
 
 
+def _nadam_cases() -> list[dict[str, Any]]:
+    cases = [
+        dict(lr=0.01, weight_decay=wd, maximize=mx, decoupled_weight_decay=dec, momentum_decay=psi)
+        for wd, mx, dec, psi in itertools.product((0.0, 0.1), (False, True), (False, True), (4e-3, 0.5))
+    ]
+    cases.append(dict(lr=0.01, betas=(0.5, 0.9), eps=1e-6, momentum_decay=0.0))
+    cases.append(dict(lr=0.01))  # torch's defaults otherwise
+    return cases
+
+
+def _radam_cases() -> list[dict[str, Any]]:
+    # beta2 = 0.999 or 0.9: rectified from step 6 on (rho_t > 5); 0.6: rho_inf = 4, never.
+    cases = [
+        dict(lr=0.01, betas=betas, weight_decay=wd, maximize=mx, decoupled_weight_decay=dec)
+        for betas, wd, mx, dec in itertools.product(
+            ((0.9, 0.999), (0.8, 0.9)), (0.0, 0.1), (False, True), (False, True)
+        )
+    ]
+    cases.append(dict(lr=0.01, betas=(0.5, 0.6), eps=1e-6, weight_decay=0.05))
+    return cases
+
+
+def _adamax_cases() -> list[dict[str, Any]]:
+    cases = [
+        dict(lr=0.01, weight_decay=wd, maximize=mx, betas=betas)
+        for wd, mx, betas in itertools.product((0.0, 0.1), (False, True), ((0.9, 0.999), (0.5, 0.8)))
+    ]
+    cases.append(dict(lr=0.01, eps=1e-3))
+    return cases
+
+
 REGISTRY: list[tuple[str, dict[str, Any]]] = [
     (name, kwargs)
     for name, make in (
@@ -125,6 +158,9 @@ REGISTRY: list[tuple[str, dict[str, Any]]] = [
         ("Adadelta", _adadelta_cases),
         ("Adam", _adam_cases),
         ("AdamW", _adamw_cases),
+        ("NAdam", _nadam_cases),
+        ("RAdam", _radam_cases),
+        ("Adamax", _adamax_cases),
     )
     for kwargs in make()
 ]
@@ -142,7 +178,12 @@ FULL = {
     "Adadelta": dict(lr=0.5, rho=0.5, eps=1e-3, weight_decay=0.1),
     "Adam": dict(lr=0.01, amsgrad=True, weight_decay=0.1),
     "AdamW": dict(lr=0.01, amsgrad=True, weight_decay=0.1),
+    "NAdam": dict(lr=0.01, weight_decay=0.1, momentum_decay=0.05),
+    "RAdam": dict(lr=0.01, weight_decay=0.1, decoupled_weight_decay=True),
+    "Adamax": dict(lr=0.01, weight_decay=0.1),
 }
+#: Per-parameter state that is one number (torch: a 0-d tensor), compared exactly.
+SCALAR_STATE = ("step", "mu_product")
 
 
 # --- parameter layouts ----------------------------------------------------------------------
@@ -240,8 +281,8 @@ class Pair:
             assert set(fo_state) == set(torch_state), f"{what}: state keys"
             for key, expected in torch_state.items():
                 got = fo_state[key]
-                if key == "step":
-                    assert float(got) == float(expected), f"{what}: step"
+                if key in SCALAR_STATE:
+                    assert float(got) == float(expected), f"{what}: {key}"
                     continue
                 assert isinstance(got, np.ndarray), f"{what}: state {key!r}"
                 assert got.shape == s.fo.shape and got.dtype == self.dtype, f"{what}: {key!r}"
@@ -313,8 +354,29 @@ HETEROGENEOUS = {
         {"maximize": True, "betas": (0.5, 0.9), "weight_decay": 0.05},
     ),
     "AdamW": ({"amsgrad": True}, {"weight_decay": 0.0}, {"maximize": True, "lr": 0.05}),
+    "NAdam": (
+        {"decoupled_weight_decay": True, "weight_decay": 0.1},
+        {"momentum_decay": 0.5},
+        {"maximize": True, "betas": (0.5, 0.9), "weight_decay": 0.05},
+    ),
+    "RAdam": (
+        {"decoupled_weight_decay": True, "weight_decay": 0.1},
+        {"betas": (0.5, 0.6)},
+        {"maximize": True, "weight_decay": 0.05},
+    ),
+    "Adamax": ({}, {"maximize": True, "betas": (0.5, 0.8)}, {"weight_decay": 0.1, "eps": 1e-3}),
 }
-LR = {"SGD": 0.05, "Adagrad": 0.1, "RMSprop": 0.01, "Adadelta": 1.0, "Adam": 0.01, "AdamW": 0.01}
+LR = {
+    "SGD": 0.05,
+    "Adagrad": 0.1,
+    "RMSprop": 0.01,
+    "Adadelta": 1.0,
+    "Adam": 0.01,
+    "AdamW": 0.01,
+    "NAdam": 0.01,
+    "RAdam": 0.01,
+    "Adamax": 0.01,
+}
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
@@ -360,6 +422,24 @@ EDITS = {
         "maximize": True,
     },
     "AdamW": {"lr": 0.003, "betas": (0.5, 0.9), "weight_decay": 0.3, "maximize": True},
+    "NAdam": {
+        "lr": 0.003,
+        "betas": (0.8, 0.99),
+        "eps": 1e-6,
+        "weight_decay": 0.2,
+        "momentum_decay": 0.1,
+        "decoupled_weight_decay": False,
+        "maximize": True,
+    },
+    "RAdam": {
+        "lr": 0.003,
+        "betas": (0.8, 0.99),
+        "eps": 1e-6,
+        "weight_decay": 0.2,
+        "decoupled_weight_decay": False,
+        "maximize": True,
+    },
+    "Adamax": {"lr": 0.003, "betas": (0.5, 0.9), "eps": 1e-4, "weight_decay": 0.0, "maximize": True},
 }
 
 
@@ -469,7 +549,7 @@ def _check_plain(opt, ref, params, tensors, dtype, where: str) -> None:
         assert_close(p, t.detach().numpy(), dtype, what)
         assert set(opt.state[p]) == set(ref.state[t]), f"{what}: state keys"
         for key, expected in ref.state[t].items():
-            if key == "step":
-                assert float(opt.state[p][key]) == float(expected), f"{what}: step"
+            if key in SCALAR_STATE:
+                assert float(opt.state[p][key]) == float(expected), f"{what}: {key}"
             else:
                 assert_close(opt.state[p][key], expected.numpy(), dtype, f"{what}: {key}")

@@ -15,8 +15,12 @@ from .adadelta import Adadelta
 from .adagrad import Adagrad
 from .adagrad_norm import AdagradNorm
 from .adam import Adam, AdamW
+from .adamax import Adamax
+from .lion import Lion
+from .nadam import NAdam
 from .optimizer import Optimizer
 from .parameter import Parameter
+from .radam import RAdam
 from .rmsprop import RMSprop
 from .sgd import SGD
 
@@ -27,9 +31,13 @@ __all__ = [
     "AdagradNorm",
     "Adam",
     "AdamW",
+    "Adamax",
+    "Lion",
     "MinibatchSampler",
+    "NAdam",
     "Optimizer",
     "Parameter",
+    "RAdam",
     "RMSprop",
     "get_num_threads",
     "lr_scheduler",

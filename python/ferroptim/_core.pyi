@@ -4,7 +4,9 @@ Each ``*_step`` function takes one dict per param group: the group's hyperparame
 (torch's names) plus ``group`` (its index), ``index`` (each tensor's position in the
 group), ``params``, ``grads`` and ``state`` (per tensor, its state arrays in the
 algorithm's slot order, ``None`` where unused), and per-tensor scalars: ``step``
-(already incremented) for Adagrad and Adam, ``first`` (momentum buffer is new) for SGD.
+(already incremented) for Adagrad and the Adam family, ``mu_product`` (the running
+product of the momentum schedule, this step's included) for NAdam, ``first`` (momentum
+buffer is new) for SGD.
 Every array is checked and borrowed before any is written; then the whole step runs
 as one parallel region with the GIL released.
 """
@@ -21,6 +23,10 @@ __all__ = [
     "adagrad_norm_step",
     "adagrad_step",
     "adam_step",
+    "adamax_step",
+    "lion_step",
+    "nadam_step",
+    "radam_step",
     "rmsprop_step",
     "sgd_step",
     "get_num_threads",
@@ -43,6 +49,18 @@ def adadelta_step(groups: list[dict[str, Any]]) -> None:
 
 def adam_step(groups: list[dict[str, Any]]) -> None:
     """Adam / AdamW / AMSGrad on every group."""
+
+def nadam_step(groups: list[dict[str, Any]]) -> None:
+    """NAdam / NAdamW on every group."""
+
+def radam_step(groups: list[dict[str, Any]]) -> None:
+    """RAdam on every group."""
+
+def adamax_step(groups: list[dict[str, Any]]) -> None:
+    """Adamax on every group."""
+
+def lion_step(groups: list[dict[str, Any]]) -> None:
+    """Lion on every group."""
 
 def adagrad_norm_step(groups: list[dict[str, Any]], b_sq: list[float]) -> list[float]:
     """Scalar AdaGrad; each group also has ``accumulator`` (per tensor, an index into

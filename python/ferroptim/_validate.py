@@ -36,6 +36,17 @@ def in_unit_interval(value: Any, name: str, *, closed: bool) -> None:
         raise ValueError(f"Invalid {name}: {value} (must be in [0, 1{']' if closed else ')'})")
 
 
+def beta_pair(group: dict[str, Any]) -> None:
+    """``group["betas"]`` is a pair ``(beta1, beta2)``, each in ``[0, 1)``; a list
+    becomes a tuple, as torch keeps it."""
+    value = group["betas"]
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        raise ValueError(f"betas must be a pair (beta1, beta2), got {value!r}")
+    group["betas"] = tuple(value)
+    for i, beta in enumerate(value):
+        in_unit_interval(beta, f"beta parameter at index {i}", closed=False)
+
+
 def flag(group: dict[str, Any], *names: str) -> None:
     """Each named hyperparameter is a bool."""
     for name in names:

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from . import _core
-from ._validate import flag, in_unit_interval, non_negative
+from ._validate import beta_pair, flag, non_negative
 from .optimizer import Optimizer
 
 
@@ -69,12 +69,7 @@ class Adam(Optimizer):
 
     def _validate_group(self, group: dict[str, Any]) -> None:
         non_negative(group, "lr", "eps", "weight_decay")
-        betas = group["betas"]
-        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
-            raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
-        group["betas"] = tuple(betas)
-        for i, beta in enumerate(betas):
-            in_unit_interval(beta, f"beta parameter at index {i}", closed=False)
+        beta_pair(group)
         flag(group, "amsgrad", "maximize", "decoupled_weight_decay")
 
     def _init_state(self, p: np.ndarray, group: dict[str, Any]) -> dict[str, Any]:

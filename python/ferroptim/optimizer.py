@@ -127,6 +127,8 @@ class Optimizer:
     required_state: ClassVar[tuple[str, ...]] = ()
     #: Whether the state keeps torch's per-parameter ``step`` counter.
     counts_steps: ClassVar[bool] = True
+    #: Other per-parameter scalars every non-empty state has (NAdam's ``mu_product``).
+    scalar_state: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, params: Any, defaults: dict[str, Any]) -> None:
         # Steps from several Python threads are serialized: the kernel runs without the
@@ -310,17 +312,23 @@ class Optimizer:
         """Raises ``ValueError`` for an invalid hyperparameter of ``group``."""
 
     def _init_state(self, p: np.ndarray, group: dict[str, Any]) -> dict[str, Any]:
-        """A fresh state for ``p``."""
-        return {"step": 0.0} if self.counts_steps else {}
+        """A fresh state for ``p``: ``step`` 0 and zeros (in ``p``'s layout) for
+        ``required_state``."""
+        state: dict[str, Any] = {"step": 0.0} if self.counts_steps else {}
+        state.update((name, np.zeros_like(p.view(np.ndarray))) for name in self.required_state)
+        return state
 
     def _slot_arrays(self, state: dict[str, Any], p: np.ndarray, group: dict[str, Any]) -> list:
         """The state arrays ``group``'s settings use, in ``state_slots`` order
         (``None`` where unused); adds missing ones to ``state`` (a private copy)."""
         return [state.get(name) for name in self.state_slots]
 
-    def _tensor_args(self, states: list[dict[str, Any]], olds: list[dict[str, Any] | None]) -> dict[str, Any]:
+    def _tensor_args(
+        self, states: list[dict[str, Any]], olds: list[dict[str, Any] | None], group: dict[str, Any]
+    ) -> dict[str, Any]:
         """Per-tensor scalars for the kernel; updates the private state copies
-        (``olds`` are the states before this step, ``None`` or empty when new)."""
+        (``olds`` are the states before this step, ``None`` or empty when new) of
+        ``group``'s parameters."""
         if not self.counts_steps:
             return {}
         for s in states:
@@ -401,7 +409,7 @@ class Optimizer:
             call = {k: v for k, v in group.items() if k not in ("params", "param_names")}
             call.update(tensors)
             call["state"] = [self._slot_arrays(st, p, group) for st, p in zip(states, tensors["params"])]
-            call.update(self._tensor_args(states, olds))
+            call.update(self._tensor_args(states, olds, group))
             calls.append(call)
             pending.extend(zip(tensors["params"], states))
         if calls:
@@ -413,7 +421,8 @@ class Optimizer:
         """The state of a parameter about to step, with the arrays its settings need."""
         state = self.state.get(p)
         if state:
-            missing = [name for name in self.required_state if state.get(name) is None]
+            needed = self.required_state + self.scalar_state
+            missing = [name for name in needed if state.get(name) is None]
             if missing:
                 raise ValueError(f"state {missing[0]!r} of {_site(gi, i)} is missing")
         return state
@@ -429,16 +438,17 @@ class Optimizer:
     def _load_param_state(self, p: np.ndarray, site: str, entry: Any) -> dict[str, Any]:
         if not isinstance(entry, Mapping):
             raise ValueError(f"state of {site} must be a dict, got {type(entry).__name__}")
-        known = set(self.state_slots) | ({"step"} if self.counts_steps else set())
+        scalars = (("step",) if self.counts_steps else ()) + self.scalar_state
+        known = set(self.state_slots) | set(scalars)
         state: dict[str, Any] = {}
         for key, value in entry.items():
             if key not in known:
                 raise ValueError(f"state of {site} has unknown key {key!r} (expected {sorted(known)})")
-            if key == "step":
-                state["step"] = _scalar(value, f"state 'step' of {site}")
+            if key in scalars:
+                state[key] = _scalar(value, f"state {key!r} of {site}")
             elif value is not None:
                 state[key] = _state_array(value, p, f"state {key!r} of {site}")
-        required = (("step",) if self.counts_steps else ()) + self.required_state
+        required = scalars + self.required_state
         missing = [k for k in required if k not in state]
         if state and missing:
             raise ValueError(f"state of {site} lacks {', '.join(repr(k) for k in missing)}")

@@ -79,5 +79,7 @@ class SGD(Optimizer):
             state["momentum_buffer"] = np.zeros_like(p.view(np.ndarray))
         return [state["momentum_buffer"]]
 
-    def _tensor_args(self, states: list[dict[str, Any]], olds: list[dict[str, Any] | None]) -> dict[str, Any]:
+    def _tensor_args(
+        self, states: list[dict[str, Any]], olds: list[dict[str, Any] | None], group: dict[str, Any]
+    ) -> dict[str, Any]:
         return {"first": [not old or old.get("momentum_buffer") is None for old in olds]}

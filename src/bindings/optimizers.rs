@@ -12,6 +12,10 @@ use crate::kernels::adadelta::{AdadeltaHyper, AdadeltaTensor};
 use crate::kernels::adagrad::{AdagradHyper, AdagradTensor};
 use crate::kernels::adagrad_norm::{AdagradNormHyper, AdagradNormTensor, GradSquares};
 use crate::kernels::adam::{AdamHyper, AdamTensor};
+use crate::kernels::adamax::{AdamaxHyper, AdamaxTensor};
+use crate::kernels::lion::{LionHyper, LionTensor};
+use crate::kernels::nadam::{NadamHyper, NadamTensor};
+use crate::kernels::radam::{RadamHyper, RadamTensor};
 use crate::kernels::rmsprop::{RmspropHyper, RmspropTensor};
 use crate::kernels::sgd::{SgdHyper, SgdTensor};
 use crate::kernels::Real;
@@ -25,6 +29,14 @@ fn item<'py, T: FromPyObjectOwned<'py>>(group: &Bound<'py, PyDict>, key: &str) -
         let e: PyErr = e.into();
         PyErr::from_type(e.get_type(group.py()), format!("'{key}': {}", e.value(group.py())))
     })
+}
+
+/// `group["betas"]` as `(beta1, beta2)`; anything but a pair is a `ValueError`.
+fn betas(group: &Bound<'_, PyDict>) -> PyResult<(f64, f64)> {
+    let betas: Vec<f64> = item(group, "betas")?;
+    let [beta1, beta2] = <[f64; 2]>::try_from(betas)
+        .map_err(|b| PyValueError::new_err(format!("betas must be a pair, got {} values", b.len())))?;
+    Ok((beta1, beta2))
 }
 
 /// SGD hyperparameters and, per tensor, whether its momentum buffer is new.
@@ -179,9 +191,7 @@ impl Kernel for Adam {
     type Tensor<'a, T: Real> = AdamTensor<'a, T>;
 
     fn extract(g: &Bound<'_, PyDict>) -> PyResult<Self> {
-        let betas: Vec<f64> = item(g, "betas")?;
-        let [beta1, beta2] = <[f64; 2]>::try_from(betas)
-            .map_err(|b| PyValueError::new_err(format!("betas must be a pair, got {} values", b.len())))?;
+        let (beta1, beta2) = betas(g)?;
         let h = AdamHyper {
             lr: item(g, "lr")?,
             beta1,
@@ -208,6 +218,149 @@ impl Kernel for Adam {
         }
         let step = *self.step.get(position)?;
         Some(AdamTensor::new(&self.h, step, param, grad, exp_avg?, exp_avg_sq?, max_exp_avg_sq))
+    }
+}
+
+/// NAdam hyperparameters, per-tensor step numbers and running products of `mu`.
+pub struct Nadam {
+    h: NadamHyper,
+    step: Vec<f64>,
+    mu_product: Vec<f64>,
+}
+
+impl Kernel for Nadam {
+    const STATE: &'static [&'static str] = &["exp_avg", "exp_avg_sq"];
+    type Tensor<'a, T: Real> = NadamTensor<'a, T>;
+
+    fn extract(g: &Bound<'_, PyDict>) -> PyResult<Self> {
+        let (beta1, beta2) = betas(g)?;
+        let h = NadamHyper {
+            lr: item(g, "lr")?,
+            beta1,
+            beta2,
+            eps: item(g, "eps")?,
+            weight_decay: item(g, "weight_decay")?,
+            momentum_decay: item(g, "momentum_decay")?,
+            maximize: item(g, "maximize")?,
+            decoupled_weight_decay: item(g, "decoupled_weight_decay")?,
+        };
+        Ok(Self { h, step: item(g, "step")?, mu_product: item(g, "mu_product")? })
+    }
+
+    fn tensor<'a, T: Real>(
+        &'a self,
+        position: usize,
+        param: &'a mut [T],
+        grad: &'a [T],
+        state: Vec<Option<&'a mut [T]>>,
+    ) -> Option<Self::Tensor<'a, T>> {
+        let [exp_avg, exp_avg_sq] = <[_; 2]>::try_from(state).ok()?;
+        let (step, mu_product) = (*self.step.get(position)?, *self.mu_product.get(position)?);
+        Some(NadamTensor::new(&self.h, step, mu_product, param, grad, exp_avg?, exp_avg_sq?))
+    }
+}
+
+/// RAdam hyperparameters and per-tensor step numbers.
+pub struct Radam {
+    h: RadamHyper,
+    step: Vec<f64>,
+}
+
+impl Kernel for Radam {
+    const STATE: &'static [&'static str] = &["exp_avg", "exp_avg_sq"];
+    type Tensor<'a, T: Real> = RadamTensor<'a, T>;
+
+    fn extract(g: &Bound<'_, PyDict>) -> PyResult<Self> {
+        let (beta1, beta2) = betas(g)?;
+        let h = RadamHyper {
+            lr: item(g, "lr")?,
+            beta1,
+            beta2,
+            eps: item(g, "eps")?,
+            weight_decay: item(g, "weight_decay")?,
+            maximize: item(g, "maximize")?,
+            decoupled_weight_decay: item(g, "decoupled_weight_decay")?,
+        };
+        Ok(Self { h, step: item(g, "step")? })
+    }
+
+    fn tensor<'a, T: Real>(
+        &'a self,
+        position: usize,
+        param: &'a mut [T],
+        grad: &'a [T],
+        state: Vec<Option<&'a mut [T]>>,
+    ) -> Option<Self::Tensor<'a, T>> {
+        let [exp_avg, exp_avg_sq] = <[_; 2]>::try_from(state).ok()?;
+        Some(RadamTensor::new(&self.h, *self.step.get(position)?, param, grad, exp_avg?, exp_avg_sq?))
+    }
+}
+
+/// Adamax hyperparameters and per-tensor step numbers.
+pub struct Adamax {
+    h: AdamaxHyper,
+    step: Vec<f64>,
+}
+
+impl Kernel for Adamax {
+    const STATE: &'static [&'static str] = &["exp_avg", "exp_inf"];
+    type Tensor<'a, T: Real> = AdamaxTensor<'a, T>;
+
+    fn extract(g: &Bound<'_, PyDict>) -> PyResult<Self> {
+        let (beta1, beta2) = betas(g)?;
+        let h = AdamaxHyper {
+            lr: item(g, "lr")?,
+            beta1,
+            beta2,
+            eps: item(g, "eps")?,
+            weight_decay: item(g, "weight_decay")?,
+            maximize: item(g, "maximize")?,
+        };
+        Ok(Self { h, step: item(g, "step")? })
+    }
+
+    fn tensor<'a, T: Real>(
+        &'a self,
+        position: usize,
+        param: &'a mut [T],
+        grad: &'a [T],
+        state: Vec<Option<&'a mut [T]>>,
+    ) -> Option<Self::Tensor<'a, T>> {
+        let [exp_avg, exp_inf] = <[_; 2]>::try_from(state).ok()?;
+        Some(AdamaxTensor::new(&self.h, *self.step.get(position)?, param, grad, exp_avg?, exp_inf?))
+    }
+}
+
+/// Lion hyperparameters.
+pub struct Lion {
+    h: LionHyper,
+}
+
+impl Kernel for Lion {
+    const STATE: &'static [&'static str] = &["exp_avg"];
+    type Tensor<'a, T: Real> = LionTensor<'a, T>;
+
+    fn extract(g: &Bound<'_, PyDict>) -> PyResult<Self> {
+        let (beta1, beta2) = betas(g)?;
+        let h = LionHyper {
+            lr: item(g, "lr")?,
+            beta1,
+            beta2,
+            weight_decay: item(g, "weight_decay")?,
+            maximize: item(g, "maximize")?,
+        };
+        Ok(Self { h })
+    }
+
+    fn tensor<'a, T: Real>(
+        &'a self,
+        _position: usize,
+        param: &'a mut [T],
+        grad: &'a [T],
+        state: Vec<Option<&'a mut [T]>>,
+    ) -> Option<Self::Tensor<'a, T>> {
+        let [exp_avg] = <[_; 1]>::try_from(state).ok()?;
+        Some(LionTensor::new(&self.h, param, grad, exp_avg?))
     }
 }
 
@@ -239,6 +392,30 @@ pub fn adadelta_step(py: Python<'_>, groups: Vec<Bound<'_, PyDict>>) -> PyResult
 #[pyfunction]
 pub fn adam_step(py: Python<'_>, groups: Vec<Bound<'_, PyDict>>) -> PyResult<()> {
     step::<Adam>(py, groups)
+}
+
+/// NAdam / NAdamW on every group.
+#[pyfunction]
+pub fn nadam_step(py: Python<'_>, groups: Vec<Bound<'_, PyDict>>) -> PyResult<()> {
+    step::<Nadam>(py, groups)
+}
+
+/// RAdam on every group.
+#[pyfunction]
+pub fn radam_step(py: Python<'_>, groups: Vec<Bound<'_, PyDict>>) -> PyResult<()> {
+    step::<Radam>(py, groups)
+}
+
+/// Adamax on every group.
+#[pyfunction]
+pub fn adamax_step(py: Python<'_>, groups: Vec<Bound<'_, PyDict>>) -> PyResult<()> {
+    step::<Adamax>(py, groups)
+}
+
+/// Lion on every group.
+#[pyfunction]
+pub fn lion_step(py: Python<'_>, groups: Vec<Bound<'_, PyDict>>) -> PyResult<()> {
+    step::<Lion>(py, groups)
 }
 
 type NormGroup = (AdagradNormHyper, Vec<usize>);

@@ -35,6 +35,10 @@ pub mod adadelta;
 pub mod adagrad;
 pub mod adagrad_norm;
 pub mod adam;
+pub mod adamax;
+pub mod lion;
+pub mod nadam;
+pub mod radam;
 pub mod rmsprop;
 pub mod sgd;
 

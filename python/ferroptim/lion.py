@@ -1,0 +1,60 @@
+"""Lion."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import _core
+from ._validate import beta_pair, flag, non_negative
+from .optimizer import Optimizer
+
+
+class Lion(Optimizer):
+    r"""Lion, "EvoLved Sign Momentum" (Chen et al. 2023, "Symbolic Discovery of
+    Optimization Algorithms", arXiv:2302.06675, Algorithm 2). Not in torch.optim.
+
+    Every coordinate moves by ``lr`` in the direction of the sign of an interpolation
+    between the momentum and the gradient; the momentum then decays more slowly::
+
+        g <- -g if maximize
+        c <- beta1 m + (1 - beta1) g
+        theta <- theta - lr (sign(c) + weight_decay * theta)
+        m <- beta2 m + (1 - beta2) g
+
+    The weight decay is decoupled, applied first as ``theta <- theta (1 - lr wd)``.
+    ``sign(0) = 0``, and a NaN stays NaN (as ``numpy.sign``). Lion's updates are larger
+    than Adam's, so the paper uses a 3-10x smaller ``lr`` and a 3-10x larger
+    ``weight_decay``.
+
+    Args:
+        params: arrays or param groups to optimize.
+        lr: the size of every coordinate's step. Default 1e-4.
+        betas: ``(beta1, beta2)``, the interpolation weight of the update and the decay
+            rate of the momentum, each in [0, 1). Default (0.9, 0.99).
+        weight_decay: decoupled weight decay. Default 0.
+        maximize: maximize the objective instead of minimizing it.
+
+    State per parameter: ``exp_avg`` (the momentum ``m``).
+    """
+
+    state_slots = ("exp_avg",)
+    required_state = ("exp_avg",)
+    counts_steps = False
+    _kernel = staticmethod(_core.lion_step)
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float = 1e-4,
+        betas: tuple[float, float] = (0.9, 0.99),
+        weight_decay: float = 0.0,
+        *,
+        maximize: bool = False,
+    ) -> None:
+        defaults = dict(lr=lr, betas=betas, weight_decay=weight_decay, maximize=maximize)
+        super().__init__(params, defaults)
+
+    def _validate_group(self, group: dict[str, Any]) -> None:
+        non_negative(group, "lr", "weight_decay")
+        beta_pair(group)
+        flag(group, "maximize")
