@@ -8,6 +8,7 @@ pub mod error;
 pub mod kernels;
 pub mod pool;
 pub mod sampler;
+pub mod simd;
 
 use pyo3::prelude::*;
 
@@ -24,5 +25,5 @@ mod _core {
     #[pymodule_export]
     use crate::bindings::sampler::{Batches, MinibatchSampler};
     #[pymodule_export]
-    use crate::bindings::threads::{get_num_threads, set_num_threads};
+    use crate::bindings::threads::{get_num_threads, get_simd_level, set_num_threads, set_simd_level};
 }

@@ -12,6 +12,7 @@ use rayon::prelude::*;
 use rayon::{ThreadPool, ThreadPoolBuilder};
 
 use crate::kernels::{Chunk, Update};
+use crate::simd;
 
 /// Elements per piece of work: large enough to amortise scheduling, small
 /// enough to balance a few large tensors over the cores.
@@ -112,8 +113,8 @@ fn parallel_pool(total: usize) -> Option<Arc<ThreadPool>> {
 pub fn update_all<C: Update>(tensors: Vec<C>) {
     let (work, total) = pieces(tensors);
     match parallel_pool(total) {
-        Some(pool) => pool.install(|| work.into_par_iter().for_each(|(_, c)| c.update())),
-        None => work.into_iter().for_each(|(_, c)| c.update()),
+        Some(pool) => pool.install(|| work.into_par_iter().for_each(|(_, c)| simd::run(c))),
+        None => work.into_iter().for_each(|(_, c)| simd::run(c)),
     }
 }
 

@@ -10,7 +10,7 @@ import os as _os
 import warnings as _warnings
 
 from . import lr_scheduler
-from ._core import MinibatchSampler, get_num_threads, set_num_threads
+from ._core import MinibatchSampler, get_num_threads, get_simd_level, set_num_threads, set_simd_level
 from .adadelta import Adadelta
 from .adagrad import Adagrad
 from .adagrad_norm import AdagradNorm
@@ -40,8 +40,10 @@ __all__ = [
     "RAdam",
     "RMSprop",
     "get_num_threads",
+    "get_simd_level",
     "lr_scheduler",
     "set_num_threads",
+    "set_simd_level",
 ]
 __version__ = "0.1.0"
 

@@ -31,6 +31,8 @@ __all__ = [
     "sgd_step",
     "get_num_threads",
     "set_num_threads",
+    "get_simd_level",
+    "set_simd_level",
     "Batches",
     "MinibatchSampler",
 ]
@@ -73,6 +75,12 @@ def check_params(arrays: list[Any], names: list[str]) -> int | None:
 
 def set_num_threads(threads: int) -> None:
     """Sets the number of threads every following step runs on."""
+
+def get_simd_level() -> str:
+    """The instruction set the kernels run with: ``"avx512"``, ``"avx2"`` or ``"baseline"``."""
+
+def set_simd_level(level: str) -> str:
+    """Caps the instruction set the kernels run with; returns the level now used."""
 
 def get_num_threads() -> int:
     """The number of threads steps run on."""

@@ -72,6 +72,7 @@ impl<'a, T: Real> AdadeltaTensor<'a, T> {
 chunk!(AdadeltaTensor { copy: s; cut: param, grad, square_avg, acc_delta });
 
 impl<T: Real> Update for AdadeltaTensor<'_, T> {
+    #[inline(always)]
     fn update(self) {
         let s = self.s;
         let lanes = self.param.iter_mut().zip(self.grad).zip(self.square_avg.iter_mut().zip(self.acc_delta));

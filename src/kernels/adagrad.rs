@@ -60,6 +60,7 @@ impl<'a, T: Real> AdagradTensor<'a, T> {
 chunk!(AdagradTensor { copy: s; cut: param, grad, sum });
 
 impl<T: Real> Update for AdagradTensor<'_, T> {
+    #[inline(always)]
     fn update(self) {
         let s = self.s;
         for ((p, &g), sum) in self.param.iter_mut().zip(self.grad).zip(self.sum) {

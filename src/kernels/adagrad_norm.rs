@@ -83,6 +83,7 @@ impl<'a, T: Real> AdagradNormTensor<'a, T> {
 chunk!(AdagradNormTensor { copy: neg_step, weight_decay, maximize; cut: param, grad });
 
 impl<T: Real> Update for AdagradNormTensor<'_, T> {
+    #[inline(always)]
     fn update(self) {
         for (p, &g) in self.param.iter_mut().zip(self.grad) {
             let g = effective_grad(g, *p, self.maximize, self.weight_decay);

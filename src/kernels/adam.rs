@@ -116,6 +116,7 @@ impl<T: Real> AdamTensor<'_, T> {
 }
 
 impl<T: Real> Update for AdamTensor<'_, T> {
+    #[inline(always)]
     fn update(self) {
         let s = &self.s;
         let lanes = self.param.iter_mut().zip(self.grad).zip(self.exp_avg.iter_mut().zip(self.exp_avg_sq));

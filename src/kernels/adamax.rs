@@ -74,6 +74,7 @@ impl<'a, T: Real> AdamaxTensor<'a, T> {
 chunk!(AdamaxTensor { copy: s; cut: param, grad, exp_avg, exp_inf });
 
 impl<T: Real> Update for AdamaxTensor<'_, T> {
+    #[inline(always)]
     fn update(self) {
         let s = self.s;
         let lanes = self.param.iter_mut().zip(self.grad).zip(self.exp_avg.iter_mut().zip(self.exp_inf));

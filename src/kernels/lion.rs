@@ -87,6 +87,7 @@ fn sign<T: Real>(x: T) -> T {
 }
 
 impl<T: Real> Update for LionTensor<'_, T> {
+    #[inline(always)]
     fn update(self) {
         let s = self.s;
         for ((p, &g), m) in self.param.iter_mut().zip(self.grad).zip(self.exp_avg.iter_mut()) {

@@ -112,6 +112,7 @@ impl<'a, T: Real> NadamTensor<'a, T> {
 chunk!(NadamTensor { copy: s; cut: param, grad, exp_avg, exp_avg_sq });
 
 impl<T: Real> Update for NadamTensor<'_, T> {
+    #[inline(always)]
     fn update(self) {
         let s = self.s;
         let lanes = self.param.iter_mut().zip(self.grad).zip(self.exp_avg.iter_mut().zip(self.exp_avg_sq));

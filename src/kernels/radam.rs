@@ -111,6 +111,7 @@ impl<'a, T: Real> RadamTensor<'a, T> {
 chunk!(RadamTensor { copy: s; cut: param, grad, exp_avg, exp_avg_sq });
 
 impl<T: Real> Update for RadamTensor<'_, T> {
+    #[inline(always)]
     fn update(self) {
         let s = self.s;
         let lanes = self.param.iter_mut().zip(self.grad).zip(self.exp_avg.iter_mut().zip(self.exp_avg_sq));

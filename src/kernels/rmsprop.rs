@@ -91,8 +91,16 @@ chunk!(RmspropTensor { copy: s; cut: param, grad, square_avg, grad_avg, momentum
 impl<T: Real> Scalars<T> {
     /// One element's step; `grad_avg` and `momentum_buffer` are `Some` in the loops
     /// of the settings that use them, so every loop is branch-free after inlining.
+    /// `IN_SQRT` is `eps_in_sqrt`, a loop constant, so that no select stops vectorization.
     #[inline(always)]
-    fn apply(&self, p: &mut T, g: T, sq: &mut T, grad_avg: Option<&mut T>, momentum_buffer: Option<&mut T>) {
+    fn apply<const IN_SQRT: bool>(
+        &self,
+        p: &mut T,
+        g: T,
+        sq: &mut T,
+        grad_avg: Option<&mut T>,
+        momentum_buffer: Option<&mut T>,
+    ) {
         let g = effective_grad(g, *p, self.maximize, self.weight_decay);
         *sq = *sq * self.alpha + self.one_minus_alpha * g * g;
         // torch: square_avg.addcmul(grad_avg, grad_avg, value=-1)
@@ -103,7 +111,7 @@ impl<T: Real> Scalars<T> {
             }
             None => *sq,
         };
-        let denom = if self.eps_in_sqrt { (variance + self.eps).sqrt() } else { variance.sqrt() + self.eps };
+        let denom = if IN_SQRT { (variance + self.eps).sqrt() } else { variance.sqrt() + self.eps };
         match momentum_buffer {
             Some(buf) => {
                 *buf = *buf * self.momentum + g / denom;
@@ -114,21 +122,33 @@ impl<T: Real> Scalars<T> {
     }
 }
 
-impl<T: Real> Update for RmspropTensor<'_, T> {
-    fn update(self) {
+impl<T: Real> RmspropTensor<'_, T> {
+    #[inline(always)]
+    fn run<const IN_SQRT: bool>(self) {
         let s = self.s;
         let lanes = self.param.iter_mut().zip(self.grad).zip(self.square_avg);
         match (self.grad_avg, self.momentum_buffer) {
-            (None, None) => lanes.for_each(|((p, &g), sq)| s.apply(p, g, sq, None, None)),
+            (None, None) => lanes.for_each(|((p, &g), sq)| s.apply::<IN_SQRT>(p, g, sq, None, None)),
             (Some(avg), None) => {
-                lanes.zip(avg).for_each(|(((p, &g), sq), a)| s.apply(p, g, sq, Some(a), None))
+                lanes.zip(avg).for_each(|(((p, &g), sq), a)| s.apply::<IN_SQRT>(p, g, sq, Some(a), None))
             }
             (None, Some(buf)) => {
-                lanes.zip(buf).for_each(|(((p, &g), sq), b)| s.apply(p, g, sq, None, Some(b)))
+                lanes.zip(buf).for_each(|(((p, &g), sq), b)| s.apply::<IN_SQRT>(p, g, sq, None, Some(b)))
             }
             (Some(avg), Some(buf)) => lanes
                 .zip(avg.iter_mut().zip(buf))
-                .for_each(|(((p, &g), sq), (a, b))| s.apply(p, g, sq, Some(a), Some(b))),
+                .for_each(|(((p, &g), sq), (a, b))| s.apply::<IN_SQRT>(p, g, sq, Some(a), Some(b))),
+        }
+    }
+}
+
+impl<T: Real> Update for RmspropTensor<'_, T> {
+    #[inline(always)]
+    fn update(self) {
+        if self.s.eps_in_sqrt {
+            self.run::<true>()
+        } else {
+            self.run::<false>()
         }
     }
 }

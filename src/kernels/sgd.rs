@@ -82,6 +82,7 @@ impl<'a, T: Real> SgdTensor<'a, T> {
 chunk!(SgdTensor { copy: s, first; cut: param, grad, momentum_buffer });
 
 impl<T: Real> Update for SgdTensor<'_, T> {
+    #[inline(always)]
     fn update(self) {
         let s = self.s;
         match self.momentum_buffer {
