@@ -1,10 +1,11 @@
 //! The thread pool and the scheduler that runs one optimizer step as one
 //! parallel region over all tensors.
 //!
-//! Every tensor is cut into pieces of [`CHUNK`] elements; the pieces of all
-//! tensors form one work list that rayon spreads over the pool. Small steps run
-//! serially on the calling thread. The cut points depend only on tensor sizes,
-//! never on the thread count, so reductions give the same bits everywhere.
+//! Every tensor is cut into pieces of at most [`CHUNK`] elements, and runs of
+//! consecutive small pieces are packed into tasks of about [`CHUNK`] elements; the
+//! tasks of all tensors form one work list that rayon spreads over the pool. Small
+//! steps run serially on the calling thread. The cut points depend only on tensor
+//! sizes, never on the thread count, so reductions give the same bits everywhere.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -30,11 +31,13 @@ struct Pool {
 
 static POOL: Mutex<Option<Pool>> = Mutex::new(None);
 
+/// `FERROPTIM_NUM_THREADS`, else the number of physical cores: the steps are
+/// memory-bound, and a core's second hardware thread only competes for its bandwidth.
 fn default_threads() -> usize {
     let from_env = std::env::var("FERROPTIM_NUM_THREADS").ok().and_then(|v| v.trim().parse::<usize>().ok());
     match from_env {
         Some(n) if n > 0 => n,
-        _ => std::thread::available_parallelism().map_or(1, usize::from),
+        _ => num_cpus::get_physical().max(1),
     }
 }
 
@@ -83,20 +86,34 @@ fn pool() -> Option<Arc<ThreadPool>> {
 }
 
 /// Cuts every tensor into pieces of at most [`CHUNK`] elements, keeping the
-/// index of the tensor each piece came from.
-fn pieces<C: Chunk>(tensors: Vec<C>) -> (Vec<(usize, C)>, usize) {
-    let mut out = Vec::with_capacity(tensors.len());
-    let mut total = 0;
+/// index of the tensor each piece came from, and packs consecutive pieces into
+/// tasks of at least [`CHUNK`] elements (the last may be smaller), so that a model
+/// of many small tensors is a few tasks, not one per tensor.
+fn tasks<C: Chunk>(tensors: Vec<C>) -> (Vec<Vec<(usize, C)>>, usize) {
+    let mut out = Vec::new();
+    let mut task = Vec::new();
+    let (mut total, mut in_task) = (0, 0);
+    let mut push = |piece: (usize, C), task: &mut Vec<(usize, C)>| {
+        in_task += piece.1.len();
+        task.push(piece);
+        if in_task >= CHUNK {
+            out.push(std::mem::take(task));
+            in_task = 0;
+        }
+    };
     for (index, mut rest) in tensors.into_iter().enumerate() {
         total += rest.len();
         while rest.len() > CHUNK {
             let (head, tail) = rest.split_at(CHUNK);
-            out.push((index, head));
+            push((index, head), &mut task);
             rest = tail;
         }
         if !rest.is_empty() {
-            out.push((index, rest));
+            push((index, rest), &mut task);
         }
+    }
+    if !task.is_empty() {
+        out.push(task);
     }
     (out, total)
 }
@@ -111,23 +128,26 @@ fn parallel_pool(total: usize) -> Option<Arc<ThreadPool>> {
 
 /// Applies every tensor's update: one parallel region for the whole list.
 pub fn update_all<C: Update>(tensors: Vec<C>) {
-    let (work, total) = pieces(tensors);
+    let (work, total) = tasks(tensors);
+    let run = |task: Vec<(usize, C)>| task.into_iter().for_each(|(_, c)| simd::run(c));
     match parallel_pool(total) {
-        Some(pool) => pool.install(|| work.into_par_iter().for_each(|(_, c)| simd::run(c))),
-        None => work.into_iter().for_each(|(_, c)| simd::run(c)),
+        Some(pool) => pool.install(|| work.into_par_iter().for_each(run)),
+        None => work.into_iter().for_each(run),
     }
 }
 
 /// Per tensor, the sum of `piece_sum` over its pieces, added in piece order.
 pub fn sum_all<C: Chunk>(tensors: Vec<C>, piece_sum: impl Fn(C) -> f64 + Sync) -> Vec<f64> {
     let count = tensors.len();
-    let (work, total) = pieces(tensors);
-    let partial: Vec<(usize, f64)> = match parallel_pool(total) {
-        Some(pool) => pool.install(|| work.into_par_iter().map(|(i, c)| (i, piece_sum(c))).collect()),
-        None => work.into_iter().map(|(i, c)| (i, piece_sum(c))).collect(),
+    let (work, total) = tasks(tensors);
+    let sum_task =
+        |task: Vec<(usize, C)>| task.into_iter().map(|(i, c)| (i, piece_sum(c))).collect::<Vec<_>>();
+    let partial: Vec<Vec<(usize, f64)>> = match parallel_pool(total) {
+        Some(pool) => pool.install(|| work.into_par_iter().map(sum_task).collect()),
+        None => work.into_iter().map(sum_task).collect(),
     };
     let mut sums = vec![0.0; count];
-    for (i, s) in partial {
+    for (i, s) in partial.into_iter().flatten() {
         sums[i] += s;
     }
     sums
@@ -147,6 +167,23 @@ mod tests {
         set_num_threads(2);
         assert!(parallel_pool(SERIAL_BELOW - 1).is_none());
         assert!(parallel_pool(SERIAL_BELOW).is_some());
+    }
+
+    #[test]
+    fn small_tensors_are_packed_and_large_ones_cut() {
+        let h = AdagradNormHyper { lr: 1.0, weight_decay: 0.0, maximize: false };
+        let sizes = [1000; 100].into_iter().chain([3 * CHUNK + 5, 7]).collect::<Vec<usize>>();
+        let data: Vec<Vec<f32>> = sizes.iter().map(|&n| vec![1.0; n]).collect();
+        let tensors = data.iter().map(|v| GradSquares::new(&h, v, v)).collect();
+        let (work, total) = tasks(tensors);
+        assert_eq!(total, sizes.iter().sum::<usize>());
+        let lens: Vec<usize> = work.iter().map(|t| t.iter().map(|(_, c)| c.len()).sum()).collect();
+        assert!(lens[..lens.len() - 1].iter().all(|&n| n >= CHUNK), "{lens:?}");
+        assert!(work.iter().flatten().all(|(_, c)| c.len() <= CHUNK));
+        // Pieces stay in tensor order, so per-tensor sums add in a fixed order.
+        let order: Vec<usize> = work.iter().flatten().map(|(i, _)| *i).collect();
+        assert!(order.windows(2).all(|w| w[0] <= w[1]) && order.len() == 100 + 4 + 1);
+        assert!(work.len() < 10);
     }
 
     #[test]

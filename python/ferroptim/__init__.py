@@ -50,7 +50,7 @@ __version__ = "0.1.0"
 _threads = _os.environ.get("FERROPTIM_NUM_THREADS", "").strip()
 if _threads and not (_threads.isdigit() and int(_threads) > 0):
     _warnings.warn(
-        f"FERROPTIM_NUM_THREADS={_threads!r} is not a positive integer; using the number of cores",
+        f"FERROPTIM_NUM_THREADS={_threads!r} is not a positive integer; using the number of physical cores",
         RuntimeWarning,
         stacklevel=2,
     )

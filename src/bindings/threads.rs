@@ -16,7 +16,7 @@ pub fn set_num_threads(threads: i64) -> PyResult<()> {
 }
 
 /// The number of threads steps run on: `set_num_threads`, else the environment
-/// variable `FERROPTIM_NUM_THREADS`, else the number of available cores.
+/// variable `FERROPTIM_NUM_THREADS`, else the number of physical cores.
 #[pyfunction]
 pub fn get_num_threads() -> usize {
     pool::num_threads()
