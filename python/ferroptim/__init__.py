@@ -14,6 +14,7 @@ from .adadelta import Adadelta
 from .adagrad import Adagrad
 from .adagrad_norm import AdagradNorm
 from .adam import Adam, AdamW
+from .clip import clip_grad_norm_, clip_grad_value_, clip_grads_with_norm_, get_total_norm
 from .optimizer import Optimizer
 from .parameter import Parameter
 from .rmsprop import RMSprop
@@ -29,7 +30,11 @@ __all__ = [
     "Optimizer",
     "Parameter",
     "RMSprop",
+    "clip_grad_norm_",
+    "clip_grad_value_",
+    "clip_grads_with_norm_",
     "get_num_threads",
+    "get_total_norm",
     "set_num_threads",
 ]
 __version__ = "0.1.0"
