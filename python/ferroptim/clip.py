@@ -132,7 +132,8 @@ def get_total_norm(
         tensors = [tensors]
     elif not isinstance(tensors, Iterable):
         raise TypeError(f"tensors must be an array or an iterable of arrays, got {type(tensors).__name__}")
-    arrays = list(tensors)
+    # arithmetic on 0-d arrays yields NumPy scalars; read them as 0-d arrays
+    arrays = [np.asarray(t) if isinstance(t, np.generic) else t for t in tensors]
     names = [f"tensors[{i}]" for i in range(len(arrays))]
     return _norm(*_core.grad_norm(arrays, names, p, bool(error_if_nonfinite)))
 
@@ -223,7 +224,9 @@ def clip_grad_norm_(
     return _norm(*_core.clip_grad_norm(arrays, names, bound, p, bool(error_if_nonfinite)))
 
 
-def clip_grad_value_(parameters: Any, clip_value: float, foreach: bool | None = None, *, grads: Any = None) -> None:
+def clip_grad_value_(
+    parameters: Any, clip_value: float, foreach: bool | None = None, *, grads: Any = None
+) -> None:
     r"""Clamps every gradient entry in place, as ``torch.nn.utils.clip_grad_value_``::
 
         g <- clamp(g, -clip_value, clip_value)
