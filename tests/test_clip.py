@@ -42,6 +42,7 @@ def rtol_torch(arrays: list[np.ndarray]) -> float:
     """torch accumulates float32 norms in float32: float32 tolerance once any array is float32."""
     return RTOL_TORCH[np.float32] if any(a.dtype == np.float32 for a in arrays) else RTOL_TORCH[np.float64]
 
+
 #: shapes of one gradient set: a matrix, a vector, a 3-D array and a 0-d array
 SHAPES = [(40, 30), (300,), (7, 3, 5), ()]
 
