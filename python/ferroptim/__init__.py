@@ -18,6 +18,7 @@ from .clip import clip_grad_norm_, clip_grad_value_, clip_grads_with_norm_, get_
 from .optimizer import Optimizer
 from .parameter import Parameter
 from .rmsprop import RMSprop
+from .serialization import load, save
 from .sgd import SGD
 
 __all__ = [
@@ -35,6 +36,8 @@ __all__ = [
     "clip_grads_with_norm_",
     "get_num_threads",
     "get_total_norm",
+    "load",
+    "save",
     "set_num_threads",
 ]
 __version__ = "0.1.0"
