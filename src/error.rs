@@ -5,7 +5,7 @@ use std::fmt;
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::PyErr;
 
-/// Everything that can be wrong with the arrays handed to a step.
+/// Everything that can be wrong with the arrays handed to a step or a clipping function.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Error {
     /// An array that is not float32/float64, or whose dtype differs from its parameter's.

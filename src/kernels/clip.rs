@@ -40,10 +40,10 @@ impl Order {
     /// The order of `norm_type`; `None` for a negative or NaN one.
     pub fn new(norm_type: f64) -> Option<Self> {
         Some(match norm_type {
-            p if p == 0.0 => Self::Count,
-            p if p == 1.0 => Self::One,
-            p if p == 2.0 => Self::Two,
-            p if p == f64::INFINITY => Self::Max,
+            0.0 => Self::Count,
+            1.0 => Self::One,
+            2.0 => Self::Two,
+            f64::INFINITY => Self::Max,
             p if p > 0.0 => Self::P(p),
             _ => return None,
         })
@@ -189,11 +189,22 @@ impl<T: Real> Update for ClampTensor<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::Chunk;
     use crate::kernels::testing::{assert_close, wave};
+    use crate::kernels::Chunk;
 
     fn norm<T: Real>(order: Order, g: &[T]) -> f64 {
         tensor_norm::<T>(order, NormPiece::new(order, g).accumulate())
+    }
+
+    #[test]
+    fn orders_are_torchs_norm_types() {
+        assert_eq!(Order::new(-0.0), Some(Order::Count));
+        assert_eq!(Order::new(2.0), Some(Order::Two));
+        assert_eq!(Order::new(f64::INFINITY), Some(Order::Max));
+        assert_eq!(Order::new(3.5), Some(Order::P(3.5)));
+        assert_eq!(Order::new(-1.0), None);
+        assert_eq!(Order::new(f64::NEG_INFINITY), None);
+        assert_eq!(Order::new(f64::NAN), None);
     }
 
     #[test]
