@@ -23,6 +23,7 @@ import struct
 import subprocess
 import sys
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -493,3 +494,27 @@ def test_torch_named_parameters_state_dict_loads_by_names():
         opt.step(grads=[grads[n] for n in arrays])
     for name, p in model.named_parameters():
         np.testing.assert_allclose(arrays[name], p.detach().numpy(), rtol=1e-12, atol=1e-14)
+
+
+def test_malformed_named_state_dicts_raise_value_error_and_change_nothing():
+    opt = fo.SGD({"w": np.zeros(2)}, lr=0.1, momentum=0.9)
+    opt.step(grads=[np.ones(2)])
+    before = _snapshot(opt)
+    edits: list[tuple[Callable[[dict[str, Any]], None], str]] = [
+        (lambda sd: sd["param_groups"][0].update(params=[[0]]), r"id \[0\] is not hashable"),
+        (lambda sd: sd["param_groups"][0].update(param_names=[["w"]]), r"name \['w'\] is not hashable"),
+        (lambda sd: sd["param_groups"][0].update(param_names=["w", "v"]), "one name per parameter"),
+        (lambda sd: sd["param_groups"][0].update(lr=-1.0), "Invalid lr"),
+        (lambda sd: sd["state"].update({7: {}}), "state for parameter 7, which no group lists"),
+        (lambda sd: sd.update(state=[]), "'state' must be a dict"),
+        (
+            lambda sd: sd["state"][0].update(momentum_buffer=np.zeros(3)),
+            r"has shape \(3,\), but the parameter",
+        ),
+    ]
+    for edit, message in edits:
+        sd = opt.state_dict()
+        edit(sd)
+        with pytest.raises(ValueError, match=message):
+            opt.load_state_dict(sd, match="names")
+        assert_identical(_snapshot(opt), before)

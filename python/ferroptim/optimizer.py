@@ -534,6 +534,10 @@ class Optimizer:
             for name, key in zip(*_named_ids(group, f"loaded param group {gi}")):
                 if name in saved:
                     raise ValueError(f"loaded state dict names parameter {name!r} twice")
+                try:
+                    hash(key)
+                except TypeError:
+                    raise ValueError(f"loaded param group {gi}: id {key!r} is not hashable") from None
                 saved[name] = (gi, key)
         current: dict[Any, tuple[int, int]] = {}  # name -> (group, index)
         for gi, group in enumerate(self.param_groups):
