@@ -342,6 +342,7 @@ def test_input_forms_give_the_same_result():
     check(lambda ps, gs: fo.clip_grad_norm_(iter(ps), 1.0))
     check(lambda ps, gs: fo.clip_grad_norm_(tuple(ps), 1.0))
     check(lambda ps, gs: fo.clip_grad_norm_({"w": ps[0], "b": ps[1]}, 1.0))
+    check(lambda ps, gs: fo.clip_grad_norm_([("w", ps[0]), ("b", ps[1])], 1.0))
 
     def grads_only(ps: list[fo.Parameter], gs: list[np.ndarray]) -> None:
         for p in ps:
@@ -514,6 +515,8 @@ def test_parameters_must_be_parameters():
         fo.clip_grad_norm_([fo.Parameter(np.ones(2), np.ones(2)), np.ones(2)], 1.0)
     with pytest.raises(TypeError, match=r"parameters\['b'\] must be a ferroptim.Parameter"):
         fo.clip_grad_value_({"b": 3.0}, 1.0)
+    with pytest.raises(TypeError, match=r"parameters\['w'\] must be a ferroptim.Parameter, got ndarray"):
+        fo.clip_grad_value_([("w", np.ones(2))], 1.0)
     with pytest.raises(TypeError, match="pass parameters"):
         fo.clip_grad_norm_(None, 1.0)
     with pytest.raises(TypeError, match="iterable"):

@@ -67,7 +67,13 @@ def _gradients(parameters: Any, grads: Any) -> tuple[list[Any], list[str]]:
             items = [(f"parameters[{k!r}]", p) for k, p in parameters.items()]
         elif isinstance(parameters, Iterable):
             is_generator = isinstance(parameters, types.GeneratorType)
-            items = [(f"parameters[{i}]", p) for i, p in enumerate(parameters)]
+            items = [
+                # (name, parameter) pairs, as an optimizer takes them, are named by their name
+                (f"parameters[{p[0]!r}]", p[1])
+                if isinstance(p, tuple) and len(p) == 2
+                else (f"parameters[{i}]", p)
+                for i, p in enumerate(parameters)
+            ]
             if is_generator and not items:
                 warnings.warn(
                     "`parameters` is an empty generator, no gradient clipping will occur.", stacklevel=3
@@ -155,9 +161,9 @@ def clip_grads_with_norm_(
     norm, else float64) and rounded to each gradient's dtype.
 
     Args:
-        parameters: a :class:`~ferroptim.Parameter`, an iterable of them, or a dict of
-            them; the ``.grad`` of each is scaled (``None`` gradients are skipped). May be
-            ``None`` when ``grads`` is given.
+        parameters: a :class:`~ferroptim.Parameter`, an iterable of them (or of ``(name,
+            parameter)`` pairs), or a dict of them; the ``.grad`` of each is scaled
+            (``None`` gradients are skipped). May be ``None`` when ``grads`` is given.
         max_norm: the largest norm allowed, ``>= 0``.
         total_norm: the norm to clip against, e.g. from :func:`get_total_norm`.
         foreach: accepted for torch compatibility; ferroptim has one fused path.
@@ -195,9 +201,9 @@ def clip_grad_norm_(
 
     Args:
         parameters: a :class:`~ferroptim.Parameter`, an iterable of them (an optimizer's
-            parameters), or a dict of them; the ``.grad`` of each is clipped (``None``
-            gradients are skipped). May be ``None`` when ``grads`` is given. Plain
-            ndarrays are refused: they have no ``.grad``.
+            parameters) or of ``(name, parameter)`` pairs, or a dict of them; the ``.grad``
+            of each is clipped (``None`` gradients are skipped). May be ``None`` when
+            ``grads`` is given. Plain ndarrays are refused: they have no ``.grad``.
         max_norm: the largest total norm allowed, ``>= 0`` (``inf`` clips nothing).
         norm_type: ``p``; ``>= 0`` or ``inf`` (``"inf"`` works too). Default 2.
         error_if_nonfinite: raise ``RuntimeError``, changing nothing, when the total norm
@@ -234,9 +240,9 @@ def clip_grad_value_(
     NaN entries stay NaN.
 
     Args:
-        parameters: a :class:`~ferroptim.Parameter`, an iterable of them, or a dict of
-            them; the ``.grad`` of each is clamped (``None`` gradients are skipped). May be
-            ``None`` when ``grads`` is given.
+        parameters: a :class:`~ferroptim.Parameter`, an iterable of them (or of ``(name,
+            parameter)`` pairs), or a dict of them; the ``.grad`` of each is clamped
+            (``None`` gradients are skipped). May be ``None`` when ``grads`` is given.
         clip_value: the largest magnitude allowed, ``>= 0``.
         foreach: accepted for torch compatibility; ferroptim has one fused path.
         grads: gradient arrays to clamp as well (plain ndarrays).
