@@ -2,11 +2,11 @@
 
 use std::fmt;
 
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::PyErr;
 
-/// Everything that can be wrong with the arrays handed to a step.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Everything that can be wrong with the arrays handed to a step or a clipping function.
+#[derive(Debug, Clone, PartialEq)]
 pub enum Error {
     /// An array that is not float32/float64, or whose dtype differs from its parameter's.
     Dtype {
@@ -52,6 +52,12 @@ pub enum Error {
     },
     /// Lists of different lengths, or a state array missing.
     Malformed(String),
+    /// A gradient norm that is NaN or infinite where the caller asked for an error
+    /// (torch's `error_if_nonfinite`); a `RuntimeError`, as torch raises.
+    NonFiniteNorm {
+        /// The order `p` of the norm.
+        norm_type: f64,
+    },
 }
 
 impl fmt::Display for Error {
@@ -74,6 +80,12 @@ impl fmt::Display for Error {
                  array once and keep parameters, gradients and state in separate memory"
             ),
             Self::Malformed(msg) => f.write_str(msg),
+            Self::NonFiniteNorm { norm_type } => write!(
+                f,
+                "The total norm of order {norm_type:?} for gradients from `parameters` is non-finite, \
+                 so it cannot be clipped. To disable this error and scale the gradients by the \
+                 non-finite norm anyway, set `error_if_nonfinite=False`"
+            ),
         }
     }
 }
@@ -84,6 +96,7 @@ impl From<Error> for PyErr {
     fn from(err: Error) -> Self {
         match err {
             Error::Dtype { .. } | Error::NotAnArray { .. } => PyTypeError::new_err(err.to_string()),
+            Error::NonFiniteNorm { .. } => PyRuntimeError::new_err(err.to_string()),
             _ => PyValueError::new_err(err.to_string()),
         }
     }

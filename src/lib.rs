@@ -12,11 +12,14 @@ pub mod simd;
 
 use pyo3::prelude::*;
 
-/// The compiled core of ferroptim: one step function per algorithm, the minibatch sampler, and thread settings.
+/// The compiled core of ferroptim: one step function per algorithm, gradient clipping,
+/// the minibatch sampler, and thread and SIMD settings.
 #[pymodule]
 mod _core {
     #[pymodule_export]
     use crate::bindings::arrays::check_params;
+    #[pymodule_export]
+    use crate::bindings::clip::{clip_grad_norm, clip_grad_value, clip_grads_with_norm, grad_norm};
     #[pymodule_export]
     use crate::bindings::optimizers::{
         adadelta_step, adagrad_norm_step, adagrad_step, adam_step, adamax_step, lion_step, nadam_step,

@@ -138,19 +138,29 @@ pub fn update_all<C: Update>(tensors: Vec<C>) {
 
 /// Per tensor, the sum of `piece_sum` over its pieces, added in piece order.
 pub fn sum_all<C: Chunk>(tensors: Vec<C>, piece_sum: impl Fn(C) -> f64 + Sync) -> Vec<f64> {
+    fold_all(tensors, 0.0, piece_sum, |a, b| a + b)
+}
+
+/// Per tensor, `piece` of each of its pieces, merged by `combine` in piece order
+/// starting from `empty` (the result for a tensor without elements).
+pub fn fold_all<C: Chunk>(
+    tensors: Vec<C>,
+    empty: f64,
+    piece: impl Fn(C) -> f64 + Sync,
+    combine: impl Fn(f64, f64) -> f64,
+) -> Vec<f64> {
     let count = tensors.len();
     let (work, total) = tasks(tensors);
-    let sum_task =
-        |task: Vec<(usize, C)>| task.into_iter().map(|(i, c)| (i, piece_sum(c))).collect::<Vec<_>>();
+    let fold_task = |task: Vec<(usize, C)>| task.into_iter().map(|(i, c)| (i, piece(c))).collect::<Vec<_>>();
     let partial: Vec<Vec<(usize, f64)>> = match parallel_pool(total) {
-        Some(pool) => pool.install(|| work.into_par_iter().map(sum_task).collect()),
-        None => work.into_iter().map(sum_task).collect(),
+        Some(pool) => pool.install(|| work.into_par_iter().map(fold_task).collect()),
+        None => work.into_iter().map(fold_task).collect(),
     };
-    let mut sums = vec![0.0; count];
+    let mut folded = vec![empty; count];
     for (i, s) in partial.into_iter().flatten() {
-        sums[i] += s;
+        folded[i] = combine(folded[i], s);
     }
-    sums
+    folded
 }
 
 #[cfg(test)]

@@ -16,12 +16,14 @@ from .adagrad import Adagrad
 from .adagrad_norm import AdagradNorm
 from .adam import Adam, AdamW
 from .adamax import Adamax
+from .clip import clip_grad_norm_, clip_grad_value_, clip_grads_with_norm_, get_total_norm
 from .lion import Lion
 from .nadam import NAdam
 from .optimizer import Optimizer
 from .parameter import Parameter
 from .radam import RAdam
 from .rmsprop import RMSprop
+from .serialization import load, save
 from .sgd import SGD
 
 __all__ = [
@@ -39,9 +41,15 @@ __all__ = [
     "Parameter",
     "RAdam",
     "RMSprop",
+    "clip_grad_norm_",
+    "clip_grad_value_",
+    "clip_grads_with_norm_",
     "get_num_threads",
     "get_simd_level",
     "lr_scheduler",
+    "get_total_norm",
+    "load",
+    "save",
     "set_num_threads",
     "set_simd_level",
 ]

@@ -19,6 +19,10 @@ import numpy.typing as npt
 
 __all__ = [
     "check_params",
+    "clip_grad_norm",
+    "clip_grad_value",
+    "clip_grads_with_norm",
+    "grad_norm",
     "adadelta_step",
     "adagrad_norm_step",
     "adagrad_step",
@@ -122,3 +126,24 @@ class Batches(Iterator[npt.NDArray[np.int64]]):
     def __iter__(self) -> Batches: ...
     def __next__(self) -> npt.NDArray[np.int64]: ...
     def __len__(self) -> int: ...
+
+def grad_norm(
+    grads: list[Any], names: list[str], norm_type: float, error_if_nonfinite: bool
+) -> tuple[float, bool]:
+    """The total ``norm_type``-norm of ``grads`` and whether it is a float64 one (any
+    array is float64); ``names`` name the arrays in messages."""
+
+def clip_grad_norm(
+    grads: list[Any], names: list[str], max_norm: float, norm_type: float, error_if_nonfinite: bool
+) -> tuple[float, bool]:
+    """Clips ``grads`` in place to a total norm of at most ``max_norm``; returns the norm
+    before clipping and whether it is a float64 one."""
+
+def clip_grads_with_norm(
+    grads: list[Any], names: list[str], max_norm: float, total_norm: float, wide: bool
+) -> None:
+    """Scales ``grads`` in place by ``min(max_norm / (total_norm + 1e-6), 1)``, computed in
+    float64 when ``wide``, else float32."""
+
+def clip_grad_value(grads: list[Any], names: list[str], clip_value: float) -> None:
+    """Clamps ``grads`` in place to ``[-clip_value, clip_value]``."""

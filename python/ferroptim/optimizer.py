@@ -1,4 +1,6 @@
-"""The optimizer base class: ``param_groups``, ``state``, ``state_dict``, ``zero_grad``, ``step``.
+"""The optimizer base class: ``param_groups``, ``state``, ``state_dict``, ``zero_grad``, ``step``,
+and torch's hooks (per optimizer, and the global ``register_optimizer_step_pre_hook`` /
+``register_optimizer_step_post_hook`` of ``torch.optim.optimizer``).
 
 Subclasses state their hyperparameters and how a fresh state looks; this class
 gathers one step's arrays into one call into Rust (``ferroptim._core``), which
@@ -9,18 +11,85 @@ call succeeded. So a bad input raises and leaves parameters and state as they we
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import threading
+import weakref
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
+from itertools import chain
 from typing import Any, ClassVar
 
 import numpy as np
 
 from . import _core
+from .hooks import RemovableHandle, register
 from .parameter import FLOAT_DTYPES, Parameter
 
 #: Flags of torch.optim's param groups that only matter to torch; dropped on load.
 TORCH_ONLY_FLAGS = ("foreach", "fused", "capturable", "differentiable")
+
+#: Step hooks of every optimizer: pre hooks run before each optimizer's own, post hooks after.
+_global_optimizer_pre_hooks: OrderedDict[int, Callable[..., Any]] = OrderedDict()
+_global_optimizer_post_hooks: OrderedDict[int, Callable[..., Any]] = OrderedDict()
+
+
+def register_optimizer_step_pre_hook(hook: Callable[..., Any]) -> RemovableHandle:
+    """Registers a step pre hook of every optimizer, as torch's
+    ``torch.optim.optimizer.register_optimizer_step_pre_hook``: ``hook(optimizer, args,
+    kwargs) -> None or (new_args, new_kwargs)``, run before each optimizer's own pre hooks."""
+    return register(_global_optimizer_pre_hooks, hook)
+
+
+def register_optimizer_step_post_hook(hook: Callable[..., Any]) -> RemovableHandle:
+    """Registers a step post hook of every optimizer, as torch's
+    ``torch.optim.optimizer.register_optimizer_step_post_hook``: ``hook(optimizer, args,
+    kwargs) -> None``, run after each optimizer's own post hooks."""
+    return register(_global_optimizer_post_hooks, hook)
+
+
+#: Per thread, the optimizers whose hooked step is running: a subclass's ``step`` that
+#: calls ``super().step()`` runs the hooks once.
+_stepping = threading.local()
+#: The ``step`` functions that already run the hooks.
+_hooked_steps: weakref.WeakSet[Callable[..., Any]] = weakref.WeakSet()
+
+
+def _with_step_hooks(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Wraps an optimizer's ``step`` as torch does: global then per-optimizer pre hooks,
+    each of which may return ``(new_args, new_kwargs)`` (``args`` starts with the
+    optimizer), the step, then per-optimizer then global post hooks."""
+
+    @functools.wraps(func)
+    def step(*args: Any, **kwargs: Any) -> Any:
+        self = args[0]
+        running: set[int] = _stepping.__dict__.setdefault("ids", set())
+        if id(self) in running:
+            return func(*args, **kwargs)
+        for pre_hook in list(
+            chain(_global_optimizer_pre_hooks.values(), self._optimizer_step_pre_hooks.values())
+        ):
+            result = pre_hook(self, args, kwargs)
+            if result is not None:
+                if isinstance(result, tuple) and len(result) == 2:
+                    args, kwargs = result
+                else:
+                    raise RuntimeError(
+                        f"{func} must return None or a tuple of (new_args, new_kwargs), but got {result}."
+                    )
+        running.add(id(self))
+        try:
+            out = func(*args, **kwargs)
+        finally:
+            running.discard(id(self))
+        for post_hook in list(
+            chain(self._optimizer_step_post_hooks.values(), _global_optimizer_post_hooks.values())
+        ):
+            post_hook(self, args, kwargs)
+        return out
+
+    _hooked_steps.add(step)
+    return step
 
 
 def _reject_set(params: Any) -> None:
@@ -130,10 +199,19 @@ class Optimizer:
     #: Other per-parameter scalars every non-empty state has (NAdam's ``mu_product``).
     scalar_state: ClassVar[tuple[str, ...]] = ()
 
+    # Registered hooks by handle id, in call order (torch's attribute names).
+    _optimizer_step_pre_hooks: OrderedDict[int, Callable[..., Any]]
+    _optimizer_step_post_hooks: OrderedDict[int, Callable[..., Any]]
+    _optimizer_state_dict_pre_hooks: OrderedDict[int, Callable[..., Any]]
+    _optimizer_state_dict_post_hooks: OrderedDict[int, Callable[..., Any]]
+    _optimizer_load_state_dict_pre_hooks: OrderedDict[int, Callable[..., Any]]
+    _optimizer_load_state_dict_post_hooks: OrderedDict[int, Callable[..., Any]]
+
     def __init__(self, params: Any, defaults: dict[str, Any]) -> None:
         # Steps from several Python threads are serialized: the kernel runs without the
         # GIL, and the state commit must not interleave with another step's.
         self._lock = threading.Lock()
+        self._init_hooks()
         self.defaults = dict(defaults)
         self.state: ParamState = ParamState()
         self.param_groups: list[dict[str, Any]] = []
@@ -168,6 +246,12 @@ class Optimizer:
         group["params"] = params
         if names is not None:
             group["param_names"] = names
+        if self.param_groups and ("param_names" in group) != ("param_names" in self.param_groups[0]):
+            kind = "with names" if "param_names" in group else "without names"
+            raise ValueError(
+                "all optimizer param groups should be with/without names. "
+                f"cannot add param group {kind} to the optimizer"
+            )
         for name, default in self.defaults.items():
             group.setdefault(name, default)
         gi = len(self.param_groups)
@@ -195,6 +279,7 @@ class Optimizer:
                     else:
                         p.grad[...] = 0
 
+    @_with_step_hooks
     def step(self, closure: Callable[[], Any] | None = None, *, grads: Sequence[Any] | None = None) -> Any:
         """Performs one optimization step on every parameter that has a gradient.
 
@@ -211,7 +296,20 @@ class Optimizer:
 
     def state_dict(self) -> dict[str, Any]:
         """The state in torch's layout, with arrays copied:
-        ``{"state": {index: {key: value}}, "param_groups": [{..., "params": [indices]}]}``."""
+        ``{"state": {index: {key: value}}, "param_groups": [{..., "params": [indices]}]}``;
+        a group built from named parameters also has torch's ``"param_names"``.
+
+        State-dict pre hooks run first, post hooks last (each may return a new dict)."""
+        for pre_hook in list(self._optimizer_state_dict_pre_hooks.values()):
+            pre_hook(self)
+        state_dict = self._pack_state()
+        for post_hook in list(self._optimizer_state_dict_post_hooks.values()):
+            result = post_hook(self, state_dict)
+            if result is not None:
+                state_dict = result
+        return state_dict
+
+    def _pack_state(self) -> dict[str, Any]:
         index: dict[int, int] = {}
         groups = []
         for group in self.param_groups:
@@ -226,15 +324,45 @@ class Optimizer:
         }
         return {"state": state, "param_groups": groups}
 
-    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+    def load_state_dict(self, state_dict: Mapping[str, Any], match: str = "order") -> None:
         """Restores a ``state_dict()``: continuing then gives bit-identical results.
 
         Also takes a ``torch.optim`` state dict whose tensors were turned into NumPy
         arrays (torch-only flags such as ``foreach`` are ignored). Everything is
         checked before anything changes.
+
+        Args:
+            state_dict: what ``state_dict()`` returned (here, or in torch).
+            match: how saved parameters find the optimizer's. ``"order"`` (torch's way):
+                group by group, position by position; the groups and their sizes must
+                agree. ``"names"``: by the ``param_names`` of both (build the optimizers
+                from named parameters, ``{name: array}`` or ``(name, array)`` pairs, as
+                torch's ``named_parameters()``), so parameters may be reordered and
+                regrouped. Each group takes the hyperparameters of the saved group its
+                parameters came from. Missing or unexpected names, state arrays whose
+                shape differs from the parameter's, and a group whose parameters come
+                from saved groups with different hyperparameters raise ``ValueError``.
+
+        Load-state-dict pre hooks see (a shallow copy of) ``state_dict`` first and may
+        return a replacement; post hooks run after the load.
         """
+        if match not in ("order", "names"):
+            raise ValueError(f"match must be 'order' or 'names', got {match!r}")
+        if isinstance(state_dict, Mapping):
+            state_dict = dict(state_dict)  # a shallow copy for the hooks to edit, as torch
+        for pre_hook in list(self._optimizer_load_state_dict_pre_hooks.values()):
+            result = pre_hook(self, state_dict)
+            if result is not None:
+                state_dict = result
         if not isinstance(state_dict, Mapping) or not {"state", "param_groups"} <= set(state_dict):
             raise ValueError("state dict must be a dict with 'state' and 'param_groups'")
+        if match == "names":
+            state_dict = self._align_by_names(state_dict)
+        self._load_in_order(state_dict)
+        for post_hook in list(self._optimizer_load_state_dict_post_hooks.values()):
+            post_hook(self)
+
+    def _load_in_order(self, state_dict: Mapping[str, Any]) -> None:
         saved_groups = state_dict["param_groups"]
         if not isinstance(saved_groups, Sequence) or len(saved_groups) != len(self.param_groups):
             raise ValueError(
@@ -303,6 +431,67 @@ class Optimizer:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._lock = threading.Lock()
+        self._init_hooks()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # A subclass's own step runs the hooks too, as torch patches each class's step.
+        super().__init_subclass__(**kwargs)
+        step = cls.__dict__.get("step")
+        if callable(step) and step not in _hooked_steps:
+            cls.step = _with_step_hooks(step)  # type: ignore[method-assign]
+
+    # --- hooks, as torch.optim.Optimizer's ----------------------------------------------
+    def _init_hooks(self) -> None:
+        for name in (
+            "_optimizer_step_pre_hooks",
+            "_optimizer_step_post_hooks",
+            "_optimizer_state_dict_pre_hooks",
+            "_optimizer_state_dict_post_hooks",
+            "_optimizer_load_state_dict_pre_hooks",
+            "_optimizer_load_state_dict_post_hooks",
+        ):
+            self.__dict__.setdefault(name, OrderedDict())
+
+    def register_step_pre_hook(self, hook: Callable[..., Any]) -> RemovableHandle:
+        """Registers ``hook(optimizer, args, kwargs) -> None or (new_args, new_kwargs)``,
+        called before each ``step()`` (after the global pre hooks); ``args`` starts with
+        the optimizer, and a returned pair replaces the step's arguments. Returns a
+        handle whose ``remove()`` unregisters it."""
+        return register(self._optimizer_step_pre_hooks, hook)
+
+    def register_step_post_hook(self, hook: Callable[..., Any]) -> RemovableHandle:
+        """Registers ``hook(optimizer, args, kwargs) -> None``, called after each
+        ``step()`` (before the global post hooks). Returns a handle whose ``remove()``
+        unregisters it."""
+        return register(self._optimizer_step_post_hooks, hook)
+
+    def register_state_dict_pre_hook(
+        self, hook: Callable[..., Any], prepend: bool = False
+    ) -> RemovableHandle:
+        """Registers ``hook(optimizer) -> None``, called first by ``state_dict()``; with
+        ``prepend``, before the hooks already registered."""
+        return register(self._optimizer_state_dict_pre_hooks, hook, prepend)
+
+    def register_state_dict_post_hook(
+        self, hook: Callable[..., Any], prepend: bool = False
+    ) -> RemovableHandle:
+        """Registers ``hook(optimizer, state_dict) -> state_dict or None``, called last by
+        ``state_dict()``; it may edit the dict or return a new one."""
+        return register(self._optimizer_state_dict_post_hooks, hook, prepend)
+
+    def register_load_state_dict_pre_hook(
+        self, hook: Callable[..., Any], prepend: bool = False
+    ) -> RemovableHandle:
+        """Registers ``hook(optimizer, state_dict) -> state_dict or None``, called first by
+        ``load_state_dict()`` with a shallow copy of the dict; it may edit it or return
+        a new one (to rename parameters, say)."""
+        return register(self._optimizer_load_state_dict_pre_hooks, hook, prepend)
+
+    def register_load_state_dict_post_hook(
+        self, hook: Callable[..., Any], prepend: bool = False
+    ) -> RemovableHandle:
+        """Registers ``hook(optimizer) -> None``, called last by ``load_state_dict()``."""
+        return register(self._optimizer_load_state_dict_post_hooks, hook, prepend)
 
     # --- what subclasses provide ------------------------------------------------------
     #: The ``ferroptim._core`` step function of the algorithm.
@@ -336,6 +525,78 @@ class Optimizer:
         return {"step": [s["step"] for s in states]}
 
     # --- plumbing -------------------------------------------------------------------
+    def _align_by_names(self, state_dict: Mapping[str, Any]) -> dict[str, Any]:
+        """``state_dict`` rewritten to follow this optimizer's groups and parameter order,
+        matching parameters by ``param_names``; the order-based load then checks and
+        restores it. Raises ``ValueError`` listing every name that does not match."""
+        saved_groups = state_dict["param_groups"]
+        saved_state = state_dict["state"]
+        if not isinstance(saved_groups, Sequence) or isinstance(saved_groups, str):
+            raise ValueError("state dict's 'param_groups' must be a list")
+        if not isinstance(saved_state, Mapping):
+            raise ValueError("state dict's 'state' must be a dict")
+        saved: dict[Any, tuple[int, Any]] = {}  # name -> (saved group, saved parameter id)
+        for gi, group in enumerate(saved_groups):
+            if not isinstance(group, Mapping) or "params" not in group:
+                raise ValueError(f"loaded param group {gi} is not a dict with 'params'")
+            for name, key in zip(*_named_ids(group, f"loaded param group {gi}")):
+                if name in saved:
+                    raise ValueError(f"loaded state dict names parameter {name!r} twice")
+                try:
+                    hash(key)
+                except TypeError:
+                    raise ValueError(f"loaded param group {gi}: id {key!r} is not hashable") from None
+                saved[name] = (gi, key)
+        current: dict[Any, tuple[int, int]] = {}  # name -> (group, index)
+        for gi, group in enumerate(self.param_groups):
+            names, _ = _named_ids(group, f"the optimizer's param_groups[{gi}]")
+            for i, name in enumerate(names):
+                if name in current:
+                    raise ValueError(f"the optimizer names parameter {name!r} twice")
+                current[name] = (gi, i)
+        listed = {key for _, key in saved.values()}
+        stray = [key for key in saved_state if key not in listed]
+        if stray:
+            raise ValueError(f"state dict has state for parameter {stray[0]!r}, which no group lists")
+
+        problems = []
+        missing = [name for name in current if name not in saved]
+        unexpected = [name for name in saved if name not in current]
+        if missing:
+            problems.append(f"missing from the state dict: {_name_list(missing)}")
+        if unexpected:
+            problems.append(f"unexpected in the state dict: {_name_list(unexpected)}")
+        for name, (gi, i) in current.items():
+            entry = saved_state.get(saved[name][1]) if name in saved else None
+            shape = np.shape(self.param_groups[gi]["params"][i])
+            for key, value in entry.items() if isinstance(entry, Mapping) else ():
+                if key != "step" and isinstance(value, np.ndarray) and value.shape != shape:
+                    problems.append(
+                        f"state {key!r} of {name!r} has shape {value.shape}, but the parameter has {shape}"
+                    )
+        groups: list[dict[str, Any]] = []
+        state: dict[int, Any] = {}
+        flat = 0  # the aligned dict's parameter ids count up across the groups, as state_dict()'s
+        for gi, group in enumerate(self.param_groups):
+            names = group.get("param_names") or []
+            sources = sorted({saved[name][0] for name in names if name in saved})
+            hyper = _hyperparameters(saved_groups[sources[0]] if sources else group)
+            for other in sources[1:]:
+                if not _same(_hyperparameters(saved_groups[other]), hyper):
+                    problems.append(
+                        f"param_groups[{gi}] gathers parameters of loaded groups {sources[0]} and {other}, "
+                        "whose hyperparameters differ"
+                    )
+            ids = list(range(flat, flat + len(names)))
+            flat += len(names)
+            for new_id, name in zip(ids, names):
+                if name in saved and saved[name][1] in saved_state:
+                    state[new_id] = saved_state[saved[name][1]]
+            groups.append({**hyper, "params": ids, "param_names": list(names)})
+        if problems:
+            raise ValueError("cannot load the state dict by parameter names: " + "; ".join(problems))
+        return {"state": state, "param_groups": groups}
+
     @staticmethod
     def _unpack_params(params: Any) -> tuple[list[Any], list[str] | None]:
         if isinstance(params, np.ndarray):
@@ -453,6 +714,48 @@ class Optimizer:
         if state and missing:
             raise ValueError(f"state of {site} lacks {', '.join(repr(k) for k in missing)}")
         return state
+
+
+def _named_ids(group: Mapping[str, Any], where: str) -> tuple[list[Any], list[Any]]:
+    """A group's ``param_names`` and ``params``, for matching by name."""
+    params = group["params"]
+    names = group.get("param_names")
+    if names is None:
+        if not params:
+            return [], []
+        raise ValueError(
+            f"{where} has no 'param_names'; match='names' needs optimizers built from named "
+            "parameters ({name: array} or (name, array) pairs); use match='order'"
+        )
+    if isinstance(names, str) or not isinstance(names, Sequence) or len(names) != len(params):
+        raise ValueError(f"{where}: 'param_names' must be a list with one name per parameter")
+    for name in names:
+        try:
+            hash(name)
+        except TypeError:
+            raise ValueError(f"{where}: parameter name {name!r} is not hashable") from None
+    return list(names), list(params)
+
+
+def _name_list(names: list[Any], limit: int = 10) -> str:
+    shown = ", ".join(repr(n) for n in names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def _hyperparameters(group: Mapping[str, Any]) -> dict[str, Any]:
+    """A group's hyperparameters as plain values, without parameters, names and torch-only flags."""
+    return {
+        k: _plain_value(v)
+        for k, v in group.items()
+        if k not in ("params", "param_names") and k not in TORCH_ONLY_FLAGS
+    }
+
+
+def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    try:
+        return bool(a == b)
+    except ValueError:  # arrays among the values
+        return False
 
 
 def _plain_value(value: Any) -> Any:

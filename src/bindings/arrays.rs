@@ -75,7 +75,7 @@ pub struct Batch<'py> {
     pub f64: Vec<Borrowed<'py, f64>>,
 }
 
-fn dtype_name(obj: &Bound<'_, PyAny>) -> Option<String> {
+pub(crate) fn dtype_name(obj: &Bound<'_, PyAny>) -> Option<String> {
     obj.cast::<PyUntypedArray>().ok().map(|a| a.dtype().to_string())
 }
 
@@ -92,7 +92,7 @@ fn typed<'py, T: Element>(
     }
 }
 
-fn type_name(obj: &Bound<'_, PyAny>) -> String {
+pub(crate) fn type_name(obj: &Bound<'_, PyAny>) -> String {
     obj.get_type().name().map_or_else(|_| "an unknown type".to_owned(), |n| n.to_string())
 }
 
@@ -134,7 +134,7 @@ fn may_self_overlap(shape: &[usize], strides: &[isize], itemsize: usize) -> bool
 /// An array the kernels cannot address element by element: misaligned (its strides
 /// or start are not multiples of the element size), too many dimensions, or, when
 /// it is written, with elements that share memory with each other.
-fn check_layout(
+pub(crate) fn check_layout(
     a: &Bound<'_, PyUntypedArray>,
     written: bool,
     what: impl Fn() -> String,
@@ -153,7 +153,7 @@ fn check_layout(
     Err(Error::Layout { what: what(), problem })
 }
 
-fn writable<'py, T: Element>(
+pub(crate) fn writable<'py, T: Element>(
     a: &Bound<'py, PyArrayDyn<T>>,
     what: impl Fn() -> String,
 ) -> Result<PyReadwriteArrayDyn<'py, T>, Error> {
@@ -259,7 +259,8 @@ pub enum Lane<'a, T> {
 }
 
 impl<'a, T: Real> Lane<'a, T> {
-    fn new(view: ArrayViewMutD<'a, T>) -> Self {
+    /// The array's memory when its layout is standard, else a copy.
+    pub(crate) fn new(view: ArrayViewMutD<'a, T>) -> Self {
         if !view.is_standard_layout() {
             let copy = view.iter().copied().collect();
             return Lane::Staged(view, copy);
@@ -304,7 +305,8 @@ pub enum ReadLane<'a, T> {
 }
 
 impl<'a, T: Real> ReadLane<'a, T> {
-    fn new(view: ArrayViewD<'a, T>) -> Self {
+    /// The array's memory when contiguous in order, else a copy.
+    pub(crate) fn new(view: ArrayViewD<'a, T>) -> Self {
         match view.to_slice() {
             Some(s) => ReadLane::Direct(s),
             None => ReadLane::Copied(view.iter().copied().collect()),
@@ -344,7 +346,7 @@ pub struct Flat<'a, T> {
 /// The axis order in which `strides` walk memory from the outermost axis in:
 /// a C- or F-contiguous (or any transposed contiguous) parameter becomes
 /// C-contiguous once its axes are permuted this way.
-fn memory_axis_order(strides: &[isize]) -> Vec<usize> {
+pub(crate) fn memory_axis_order(strides: &[isize]) -> Vec<usize> {
     let mut axes: Vec<usize> = (0..strides.len()).collect();
     axes.sort_by_key(|&a| std::cmp::Reverse(strides[a].unsigned_abs()));
     axes

@@ -2,6 +2,7 @@
 //! kernels with it released. The only place Python types appear.
 
 pub mod arrays;
+pub mod clip;
 pub mod optimizers;
 pub mod sampler;
 pub mod threads;

@@ -11,13 +11,17 @@
 //! and rounded to `T`, and element operations follow torch's order, which is
 //! what makes the parity tests tight.
 
-/// Implements [`Chunk`] for a kernel's tensor struct: its length is the parameter's,
-/// and a cut splits every slice field at the same element and copies the scalars.
+/// Implements [`Chunk`] for a kernel's tensor struct: its length is the parameter's
+/// (or that of the field named with `len:`), and a cut splits every slice field at
+/// the same element and copies the scalars.
 macro_rules! chunk {
     ($name:ident { copy: $($scalar:ident),+; cut: $($lane:ident),+ }) => {
+        chunk!($name { len: param; copy: $($scalar),+; cut: $($lane),+ });
+    };
+    ($name:ident { len: $len:ident; copy: $($scalar:ident),+; cut: $($lane:ident),+ }) => {
         impl<T: $crate::kernels::Real> $crate::kernels::Chunk for $name<'_, T> {
             fn len(&self) -> usize {
-                self.param.len()
+                self.$len.len()
             }
             fn split_at(self, mid: usize) -> (Self, Self) {
                 use $crate::kernels::Cut;
@@ -36,6 +40,7 @@ pub mod adagrad;
 pub mod adagrad_norm;
 pub mod adam;
 pub mod adamax;
+pub mod clip;
 pub mod lion;
 pub mod nadam;
 pub mod radam;
