@@ -2,9 +2,9 @@
 ``tests/test_checkpoint.py``.
 
 The run: two named param groups (``w``, ``b`` and ``c``, ``s``, a 0-d parameter) whose
-learning rates follow torch's ``SequentialLR`` (linear warmup, then cosine annealing),
-driven through a stand-in torch optimizer, and seeded gradients per step (``s`` gets none
-for the first steps, so a checkpoint can hold parameters without state).
+learning rates follow ``fo.lr_scheduler.SequentialLR`` (linear warmup, then cosine
+annealing) attached to the optimizer, and seeded gradients per step (``s`` gets none for
+the first steps, so a checkpoint can hold parameters without state).
 
 Run as a script, ``python _resume.py CHECKPOINTS OUT``, it resumes each checkpoint of the
 dict in ``CHECKPOINTS`` in this fresh process, trains it to the end and saves the
@@ -17,7 +17,6 @@ import sys
 from typing import Any
 
 import numpy as np
-import torch
 
 import ferroptim as fo
 
@@ -45,14 +44,9 @@ class Run:
         groups = [{"params": [(n, self.params[n]) for n in GROUPS[0]]}]
         groups.append({"params": [(n, self.params[n]) for n in GROUPS[1]], "lr": GROUP1_LR})
         self.opt = getattr(fo, cls_name)(groups, **kwargs)
-        # torch's schedulers need a torch optimizer: a stand-in with our groups' lrs
-        lrs = [g["lr"] for g in self.opt.param_groups]
-        self.stand_in = torch.optim.SGD([{"params": [torch.zeros(1)], "lr": lr} for lr in lrs])
-        warmup = torch.optim.lr_scheduler.LinearLR(self.stand_in, start_factor=0.2, total_iters=3)
-        cosine = torch.optim.lr_scheduler.CosineAnnealingLR(self.stand_in, T_max=TOTAL, eta_min=1e-3)
-        self.scheduler = torch.optim.lr_scheduler.SequentialLR(
-            self.stand_in, [warmup, cosine], milestones=[3]
-        )
+        warmup = fo.lr_scheduler.LinearLR(self.opt, start_factor=0.2, total_iters=3)
+        cosine = fo.lr_scheduler.CosineAnnealingLR(self.opt, T_max=TOTAL, eta_min=1e-3)
+        self.scheduler = fo.lr_scheduler.SequentialLR(self.opt, [warmup, cosine], milestones=[3])
 
     def gradients(self, k: int) -> list[np.ndarray | None]:
         rng = np.random.default_rng(1000 + k)
@@ -65,10 +59,7 @@ class Run:
 
     def train(self, stop: int) -> None:
         while self.step < stop:
-            for group, lr in zip(self.opt.param_groups, self.scheduler.get_last_lr()):
-                group["lr"] = lr
             self.opt.step(grads=self.gradients(self.step))
-            self.stand_in.step()
             self.scheduler.step()
             self.step += 1
 
@@ -81,7 +72,6 @@ class Run:
             "params": self.params,
             "optimizer": self.opt.state_dict(),
             "scheduler": self.scheduler.state_dict(),
-            "stand_in": self.stand_in.state_dict(),
         }
 
     @classmethod
@@ -90,7 +80,6 @@ class Run:
         for name, value in ckpt["params"].items():
             run.params[name][...] = value
         run.opt.load_state_dict(ckpt["optimizer"])
-        run.stand_in.load_state_dict(ckpt["stand_in"])
         run.scheduler.load_state_dict(ckpt["scheduler"])
         run.step = ckpt["step"]
         return run
