@@ -322,13 +322,23 @@ impl<'a, T: Real> ReadLane<'a, T> {
     }
 }
 
-/// One tensor's arrays as views whose axes are permuted into the parameter's
-/// memory order. Made with the GIL held; sent to the GIL-free part of the step.
-pub struct Views<'a, T> {
-    at: At,
-    param: ArrayViewMutD<'a, T>,
-    grad: ArrayViewD<'a, T>,
-    state: Vec<Option<ArrayViewMutD<'a, T>>>,
+/// One tensor's arrays, ready to become flat lanes without the GIL: slices already,
+/// when every array is contiguous in the parameter's order (the usual case, and the
+/// cheap one), else views whose axes are permuted into the parameter's memory order.
+pub enum Views<'a, T> {
+    /// Every array is contiguous in one order (C or F): its memory, as is.
+    Slices(Flat<'a, T>),
+    /// Some array has another layout: views in the parameter's memory order.
+    Permuted {
+        /// Where the tensor sits.
+        at: At,
+        /// The parameter.
+        param: ArrayViewMutD<'a, T>,
+        /// Its gradient.
+        grad: ArrayViewD<'a, T>,
+        /// Its state, slot by slot.
+        state: Vec<Option<ArrayViewMutD<'a, T>>>,
+    },
 }
 
 /// One tensor's arrays as flat lanes that all index elements the same way.
@@ -352,13 +362,53 @@ pub(crate) fn memory_axis_order(strides: &[isize]) -> Vec<usize> {
     axes
 }
 
+/// Whether `a` is contiguous in C order (`c`) or in Fortran order (`!c`).
+fn contiguous<T: Element>(a: &Bound<'_, PyArrayDyn<T>>, c: bool) -> bool {
+    if c {
+        a.is_c_contiguous()
+    } else {
+        a.is_fortran_contiguous()
+    }
+}
+
 impl<'py, T: Real + Element> Borrowed<'py, T> {
-    /// Views every array in the parameter's memory order, so that arrays laid out
-    /// like the parameter become plain slices.
+    /// Whether every array is contiguous in the same order as the parameter, so that
+    /// equal indices are equal offsets and each array's memory is its lane.
+    fn all_contiguous(&self) -> bool {
+        [true, false].into_iter().any(|c| {
+            contiguous(&self.param, c)
+                && contiguous(&self.grad, c)
+                && self.state.iter().flatten().all(|s| contiguous(s, c))
+        })
+    }
+
+    /// Every array as a lane of the same element order: its own memory when all are
+    /// contiguous alike, else views in the parameter's memory order, so that arrays
+    /// laid out like the parameter still become plain slices.
     pub fn views(&mut self) -> Views<'_, T> {
+        if self.all_contiguous() {
+            let slices = (
+                self.param.as_slice_mut(),
+                self.grad.as_slice(),
+                self.state.iter_mut().map(|s| s.as_mut().map(|s| s.as_slice_mut()).transpose()).collect(),
+            );
+            return match slices {
+                (Ok(param), Ok(grad), Ok(state)) => {
+                    let state: Vec<Option<&mut [T]>> = state;
+                    Views::Slices(Flat {
+                        at: self.at,
+                        param: Lane::Direct(param),
+                        grad: ReadLane::Direct(grad),
+                        state: state.into_iter().map(|s| s.map(Lane::Direct)).collect(),
+                    })
+                }
+                // `as_slice` asks for exactly the contiguity checked above.
+                _ => unreachable!("a contiguous array is a slice"),
+            };
+        }
         let axes = memory_axis_order(self.param.strides());
         let axes = axes.as_slice();
-        Views {
+        Views::Permuted {
             at: self.at,
             param: self.param.as_array_mut().permuted_axes(axes),
             grad: self.grad.as_array().permuted_axes(axes),
@@ -376,11 +426,14 @@ impl<'a, T: Real> Views<'a, T> {
     /// copied (matched by index). This is where odd layouts cost a copy, so it
     /// runs without the GIL.
     pub fn flat(self) -> Flat<'a, T> {
-        Flat {
-            at: self.at,
-            param: Lane::new(self.param),
-            grad: ReadLane::new(self.grad),
-            state: self.state.into_iter().map(|s| s.map(Lane::new)).collect(),
+        match self {
+            Views::Slices(flat) => flat,
+            Views::Permuted { at, param, grad, state } => Flat {
+                at,
+                param: Lane::new(param),
+                grad: ReadLane::new(grad),
+                state: state.into_iter().map(|s| s.map(Lane::new)).collect(),
+            },
         }
     }
 }
