@@ -124,8 +124,8 @@ class AdagradNorm(Optimizer):
         b_sq = _core.adagrad_norm_step(calls, [self._b_sq(members) for members in scopes.values()])
         for key, members in scopes.items():
             if key in used:
-                for _, p in members:
-                    self._commit(p, {"b_sq": b_sq[slot_of[key]]})
+                params = [p for _, p in members]
+                self.state.commit(params, [{"b_sq": b_sq[slot_of[key]]} for _ in params])
 
     def _load_param_state(self, p: np.ndarray, site: str, entry: Any) -> dict[str, Any]:
         if not isinstance(entry, dict) or set(entry) - {"b_sq"}:

@@ -63,6 +63,13 @@ def _with_step_hooks(func: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(func)
     def step(*args: Any, **kwargs: Any) -> Any:
         self = args[0]
+        if not (
+            _global_optimizer_pre_hooks
+            or _global_optimizer_post_hooks
+            or self._optimizer_step_pre_hooks
+            or self._optimizer_step_post_hooks
+        ):
+            return func(*args, **kwargs)  # no hooks: nothing to run around the step
         running: set[int] = _stepping.__dict__.setdefault("ids", set())
         if id(self) in running:
             return func(*args, **kwargs)
@@ -120,6 +127,24 @@ class ParamState(MutableMapping):
         if entry is None or entry[0] is not param:
             entry = self._items[id(param)] = (param, {})
         return entry[1]
+
+    def held(self, param: Any) -> dict[str, Any] | None:
+        """The state of ``param``, or ``None``; inserts nothing."""
+        entry = self._items.get(id(param))
+        return entry[1] if entry is not None and entry[0] is param else None
+
+    def commit(self, params: list[Any], states: list[dict[str, Any]]) -> None:
+        """Makes each non-empty ``states[i]`` the state of ``params[i]``, in place, so a
+        dict held from ``opt.state[p]`` stays live as in torch."""
+        items = self._items
+        for param, state in zip(params, states):
+            if state:
+                entry = items.get(id(param))
+                if entry is not None and entry[0] is param:
+                    entry[1].clear()
+                    entry[1].update(state)
+                else:
+                    items[id(param)] = (param, state)
 
     def get(self, param: Any, default: Any = None) -> Any:
         """The state of ``param``, or ``default``; inserts nothing."""
@@ -652,49 +677,55 @@ class Optimizer:
         """Per group that has any gradient: its index, the group, and the kernel's
         ``group``/``index``/``params``/``grads`` entries for its parameters with one."""
         for gi, (group, group_grads) in enumerate(zip(self.param_groups, grads)):
-            pairs = enumerate(zip(group["params"], group_grads))
-            with_grad = [(i, p, g) for i, (p, g) in pairs if g is not None]
+            params = group["params"]
+            if all(g is not None for g in group_grads):  # the usual case, without the filtering
+                if params:
+                    yield (
+                        gi,
+                        group,
+                        {
+                            "group": gi,
+                            "index": list(range(len(params))),
+                            "params": list(params),
+                            "grads": list(group_grads),
+                        },
+                    )
+                continue
+            with_grad = [(i, p, g) for i, (p, g) in enumerate(zip(params, group_grads)) if g is not None]
             if with_grad:
-                index, params, gs = (list(column) for column in zip(*with_grad))
-                yield gi, group, {"group": gi, "index": index, "params": params, "grads": gs}
+                index, ps, gs = (list(column) for column in zip(*with_grad))
+                yield gi, group, {"group": gi, "index": index, "params": ps, "grads": gs}
 
     def _step(self, grads: list[list[Any]]) -> None:
         calls: list[dict[str, Any]] = []
-        pending: list[tuple[Any, dict[str, Any]]] = []
+        pending: list[tuple[list[Any], list[dict[str, Any]]]] = []
+        held = self.state.held
         for gi, group, tensors in self._with_grads(grads):
-            olds = [self._current_state(gi, i, p) for i, p in zip(tensors["index"], tensors["params"])]
+            params = tensors["params"]
+            olds = [held(p) for p in params]
+            self._check_current(gi, tensors["index"], olds)
             # Private copies: the state is committed only once the kernel accepted every array.
-            states = [
-                dict(old) if old else self._init_state(p, group) for p, old in zip(tensors["params"], olds)
-            ]
-            call = {k: v for k, v in group.items() if k not in ("params", "param_names")}
+            states = [old.copy() if old else self._init_state(p, group) for p, old in zip(params, olds)]
+            call = {k: v for k, v in group.items() if k != "params" and k != "param_names"}
             call.update(tensors)
-            call["state"] = [self._slot_arrays(st, p, group) for st, p in zip(states, tensors["params"])]
+            slot_arrays = self._slot_arrays
+            call["state"] = [slot_arrays(st, p, group) for st, p in zip(states, params)]
             call.update(self._tensor_args(states, olds, group))
             calls.append(call)
-            pending.extend(zip(tensors["params"], states))
+            pending.append((params, states))
         if calls:
             type(self)._kernel(calls)
-        for p, state in pending:
-            self._commit(p, state)
+        for params, states in pending:
+            self.state.commit(params, states)
 
-    def _current_state(self, gi: int, i: int, p: Any) -> dict[str, Any] | None:
-        """The state of a parameter about to step, with the arrays its settings need."""
-        state = self.state.get(p)
-        if state:
-            needed = self.required_state + self.scalar_state
-            missing = [name for name in needed if state.get(name) is None]
-            if missing:
-                raise ValueError(f"state {missing[0]!r} of {_site(gi, i)} is missing")
-        return state
-
-    def _commit(self, p: Any, state: dict[str, Any]) -> None:
-        """Makes ``state`` the state of ``p``, in place, so a dict held from ``opt.state[p]``
-        stays live as in torch."""
-        if state:
-            current = self.state[p]
-            current.clear()
-            current.update(state)
+    def _check_current(self, gi: int, index: list[int], olds: list[dict[str, Any] | None]) -> None:
+        """Raises if a state about to step lacks an array or scalar its settings need."""
+        needed = self.required_state + self.scalar_state
+        for i, old in zip(index, olds):
+            if old:
+                for name in needed:
+                    if old.get(name) is None:
+                        raise ValueError(f"state {name!r} of {_site(gi, i)} is missing")
 
     def _load_param_state(self, p: np.ndarray, site: str, entry: Any) -> dict[str, Any]:
         if not isinstance(entry, Mapping):
