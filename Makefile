@@ -25,7 +25,7 @@ build: venv
 
 test-deps: venv
 	rustup component add rustfmt clippy 2>/dev/null || true
-	$(BIN)/python -m pip install -q "pytest>=8" "ruff>=0.6" "mypy>=1.10" torch
+	$(BIN)/python -m pip install -q "pytest>=8" "hypothesis>=6.100" "ruff>=0.6" "mypy>=1.10" torch
 
 lint:
 	cargo fmt --check

@@ -413,9 +413,12 @@ class Optimizer:
         """The state of a parameter about to step, with the arrays its settings need."""
         state = self.state.get(p)
         if state:
-            missing = [name for name in self.required_state if state.get(name) is None]
+            required = (("step",) if self.counts_steps else ()) + self.required_state
+            missing = [name for name in required if state.get(name) is None]
             if missing:
                 raise ValueError(f"state {missing[0]!r} of {_site(gi, i)} is missing")
+            if self.counts_steps:
+                _scalar(state["step"], f"state 'step' of {_site(gi, i)}")
         return state
 
     def _commit(self, p: Any, state: dict[str, Any]) -> None:
@@ -458,10 +461,14 @@ def _plain_value(value: Any) -> Any:
 
 
 def _scalar(value: Any, what: str) -> float:
-    if isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"{what} must be a number, got {value!r}")
+    """``value`` (a number or a one-element numeric array) as a float; raises ``ValueError``
+    naming ``what`` for anything else (bools and strings included) and for negative or
+    non-finite numbers."""
     try:
-        number = float(np.asarray(value).item()) if not isinstance(value, (int, float)) else float(value)
+        array = np.asarray(value)
+        if isinstance(value, (bool, np.bool_)) or array.dtype.kind not in "fiu":
+            raise TypeError
+        number = float(array.item())
     except (TypeError, ValueError):
         raise ValueError(f"{what} must be a number, got {value!r}") from None
     if not math.isfinite(number) or number < 0:
