@@ -9,10 +9,11 @@ call succeeded. So a bad input raises and leaves parameters and state as they we
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
@@ -33,6 +34,21 @@ def _reject_set(params: Any) -> None:
 
 def _site(group: int, index: int) -> str:
     return f"param_groups[{group}]['params'][{index}]"
+
+
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def _serialized(method: _Method) -> _Method:
+    """Runs ``method`` holding the optimizer's lock, so that it never sees (or makes) a
+    step's state half committed by another thread."""
+
+    @functools.wraps(method)
+    def locked(self: Optimizer, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return locked  # type: ignore[return-value]
 
 
 class ParamState(MutableMapping):
@@ -130,8 +146,9 @@ class Optimizer:
 
     def __init__(self, params: Any, defaults: dict[str, Any]) -> None:
         # Steps from several Python threads are serialized: the kernel runs without the
-        # GIL, and the state commit must not interleave with another step's.
-        self._lock = threading.Lock()
+        # GIL, and the state commit must not interleave with another step's, nor with
+        # add_param_group, state_dict or load_state_dict (reentrant: they call each other).
+        self._lock = threading.RLock()
         self.defaults = dict(defaults)
         self.state: ParamState = ParamState()
         self.param_groups: list[dict[str, Any]] = []
@@ -153,6 +170,7 @@ class Optimizer:
             self.add_param_group(group)
 
     # --- torch.optim's interface ----------------------------------------------------
+    @_serialized
     def add_param_group(self, param_group: Mapping[str, Any]) -> None:
         """Adds a group of parameters with its own hyperparameters (missing ones
         take ``defaults``). A parameter already in the optimizer is rejected."""
@@ -207,6 +225,7 @@ class Optimizer:
             self._step(self._gradients(grads))
         return loss
 
+    @_serialized
     def state_dict(self) -> dict[str, Any]:
         """The state in torch's layout, with arrays copied:
         ``{"state": {index: {key: value}}, "param_groups": [{..., "params": [indices]}]}``."""
@@ -224,6 +243,7 @@ class Optimizer:
         }
         return {"state": state, "param_groups": groups}
 
+    @_serialized
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Restores a ``state_dict()``: continuing then gives bit-identical results.
 
@@ -300,7 +320,7 @@ class Optimizer:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
 
     # --- what subclasses provide ------------------------------------------------------
     #: The ``ferroptim._core`` step function of the algorithm.
