@@ -135,6 +135,12 @@ class Optimizer:
             An array is a writeable float32/float64 ``numpy.ndarray`` or a
             :class:`~ferroptim.Parameter`.
         defaults: the default hyperparameters of every group.
+
+    Threads: ``step``, ``add_param_group``, ``state_dict`` and ``load_state_dict`` of one
+    optimizer hold its lock, so calls from several Python threads run one after the other
+    and never see a step half committed. Different optimizers step concurrently (the
+    kernels run without the GIL). Writing into a parameter from another thread while a
+    step runs is a data race: the values are then unspecified, but nothing crashes.
     """
 
     #: State keys, in the order the Rust kernel takes them.
