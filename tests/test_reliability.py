@@ -270,6 +270,51 @@ def test_forked_child_steps_after_parallel_steps_in_the_parent(cls, kwargs):
         assert np.array_equal(np.frombuffer(buffer), p.ravel(order="K").astype(np.float64))
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="the fork start method")
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_fork_while_another_thread_steps_waits_for_the_step():
+    """Regression: forking while another Python thread was inside ``step()`` gave a child
+    whose optimizer lock was held by a thread that does not exist there, so the child's first
+    step blocked forever. ``fork()`` now waits for the running step: the child starts between
+    two steps (every state at the same ``step``, parameters exactly that many steps from the
+    start) and steps on."""
+    params = [np.zeros(N_BIG), np.zeros(N_BIG // 2, np.float32)]
+    grads = [np.full(N_BIG, 0.5), np.full(N_BIG // 2, -0.5, np.float32)]
+    opt = fo.Adam(params, lr=1e-3)
+    stop = threading.Event()
+
+    def stepper() -> None:
+        while not stop.is_set():
+            opt.step(grads=grads)
+
+    def child() -> None:
+        steps = {opt.state[p]["step"] for p in params}
+        assert len(steps) == 1, steps
+        twins = [np.zeros_like(p) for p in params]
+        twin = fo.Adam(twins, lr=1e-3)
+        for _ in range(int(steps.pop()) + 1):
+            twin.step(grads=grads)
+        opt.step(grads=grads)
+        assert all(np.array_equal(p, q) for p, q in zip(params, twins))
+
+    ctx = mp.get_context("fork")
+    thread = threading.Thread(target=stepper)
+    thread.start()
+    try:
+        for _ in range(5):
+            proc = ctx.Process(target=child)
+            proc.start()
+            proc.join(timeout=60)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+                pytest.fail("the forked child hung")
+            assert proc.exitcode == 0
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+
+
 # --------------------------------------------------------------------------------------------
 # memory
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 import copy
 import functools
 import math
+import os
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
 from typing import Any, ClassVar, TypeVar
 
@@ -37,6 +39,37 @@ def _site(group: int, index: int) -> str:
 
 
 _Method = TypeVar("_Method", bound=Callable[..., Any])
+
+#: Every live optimizer, for the fork handlers below.
+_LIVE: weakref.WeakSet[Optimizer] = weakref.WeakSet()
+_held: list[Optimizer] = []
+
+
+def _before_fork() -> None:
+    """Waits for running steps and holds every optimizer's lock across ``fork()``, so the
+    child never inherits a step half done (its arrays still borrowed, its lock held by a
+    thread that does not exist in the child, which would block its steps forever)."""
+    _held[:] = list(_LIVE)
+    for opt in _held:
+        opt._lock.acquire()
+
+
+def _after_fork_in_parent() -> None:
+    for opt in reversed(_held):
+        opt._lock.release()
+    _held.clear()
+
+
+def _after_fork_in_child() -> None:
+    for opt in _held:
+        opt._lock = threading.RLock()
+    _held.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(
+        before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child
+    )
 
 
 def _serialized(method: _Method) -> _Method:
@@ -141,6 +174,7 @@ class Optimizer:
     and never see a step half committed. Different optimizers step concurrently (the
     kernels run without the GIL). Writing into a parameter from another thread while a
     step runs is a data race: the values are then unspecified, but nothing crashes.
+    ``os.fork()`` waits for running steps to finish, so a forked child starts between steps.
     """
 
     #: State keys, in the order the Rust kernel takes them.
@@ -155,6 +189,7 @@ class Optimizer:
         # GIL, and the state commit must not interleave with another step's, nor with
         # add_param_group, state_dict or load_state_dict (reentrant: they call each other).
         self._lock = threading.RLock()
+        _LIVE.add(self)
         self.defaults = dict(defaults)
         self.state: ParamState = ParamState()
         self.param_groups: list[dict[str, Any]] = []
@@ -327,6 +362,7 @@ class Optimizer:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._lock = threading.RLock()
+        _LIVE.add(self)
 
     # --- what subclasses provide ------------------------------------------------------
     #: The ``ferroptim._core`` step function of the algorithm.
