@@ -634,13 +634,14 @@ BAD_DTYPES = [np.int32, np.int64, np.float16, np.complex64, np.complex128, np.bo
 GRAD_CORRUPTIONS = ("dtype", "other-float", "shape", "not-array", "alias", "read-only-param")
 STATE_CORRUPTIONS = ("state-shape", "state-dtype", "state-missing", "state-not-array", "state-step")
 GROUP_CORRUPTIONS = ("hyper-type", "grads-length")
+SCOPED_CORRUPTIONS = ("state-b_sq",)
 
 
 @st.composite
 def malformed_steps(draw: st.DrawFn, entry: Entry) -> tuple[Setup, str, int, Any]:
     """A setup that stepped validly, one parameter (with a gradient) to corrupt, and how."""
     setup = draw(setups(entry, max_steps=2))
-    kinds = GRAD_CORRUPTIONS + GROUP_CORRUPTIONS + (() if entry.scoped else STATE_CORRUPTIONS)
+    kinds = GRAD_CORRUPTIONS + GROUP_CORRUPTIONS + (SCOPED_CORRUPTIONS if entry.scoped else STATE_CORRUPTIONS)
     kind = draw(st.sampled_from(kinds))
     target = draw(st.integers(0, len(setup.params) - 1))
     return setup, kind, target, draw(st.sampled_from(BAD_DTYPES))
@@ -692,6 +693,9 @@ def test_malformed_step_raises_and_changes_nothing(entry: Entry, data: st.DataOb
         state["step"] = data.draw(st.sampled_from(["3", None, -1.0, float("nan"), np.zeros(2)]))
     elif kind == "state-not-array":
         state[data.draw(st.sampled_from(arrays))] = "zeros"
+    elif kind == "state-b_sq":
+        assume("b_sq" in state)
+        state["b_sq"] = data.draw(st.sampled_from(["abc", None, -1.0, 0.0, float("nan"), float("inf")]))
     elif kind == "hyper-type":
         name = data.draw(
             st.sampled_from(sorted(k for k in opt.param_groups[gi] if k not in ("params", "scope")))

@@ -531,6 +531,20 @@ def test_corrupted_live_step_raises_naming_the_parameter(cls, bad):
     assert np.array_equal(p, before)
 
 
+@pytest.mark.parametrize("bad", ["abc", None, -1.0, 0.0, float("nan"), float("inf")], ids=repr)
+def test_corrupted_live_b_sq_raises_naming_the_parameter(bad):
+    """AdagradNorm's state ``b_sq`` set to something that is not a positive finite number
+    raised a bare TypeError/ValueError, or was used (-1, 0 and NaN gave wrong or NaN steps)."""
+    p = np.zeros(3)
+    opt = fo.AdagradNorm([np.zeros(2), p], scope="tensor")
+    opt.step(grads=[np.ones(2), np.ones(3)])
+    opt.state[p]["b_sq"] = bad
+    before = p.copy()
+    with pytest.raises(ValueError, match=r"'b_sq' of param_groups\[0\]\['params'\]\[1\]"):
+        opt.step(grads=[np.ones(2), np.ones(3)])
+    assert np.array_equal(p, before)
+
+
 def test_load_state_dict_refuses_a_string_step():
     """'3' was parsed as the number 3 by ``load_state_dict``."""
     p = np.zeros(3)
