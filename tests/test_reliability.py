@@ -545,6 +545,18 @@ def test_corrupted_live_b_sq_raises_naming_the_parameter(bad):
     assert np.array_equal(p, before)
 
 
+def test_hyperparameter_of_the_wrong_type_edited_into_a_group_names_the_group():
+    """RMSprop's ``momentum`` edited to a string raised a bare TypeError from a comparison."""
+    p = np.zeros(3)
+    opt = fo.RMSprop([{"params": [np.zeros(2)]}, {"params": [p]}], momentum=0.9)
+    opt.step(grads=[np.ones(2), np.ones(3)])
+    opt.param_groups[1]["momentum"] = "0.1"
+    before = p.copy()
+    with pytest.raises(TypeError, match=r"param_groups\[1\]"):
+        opt.step(grads=[np.ones(2), np.ones(3)])
+    assert np.array_equal(p, before)
+
+
 def test_load_state_dict_refuses_a_string_step():
     """'3' was parsed as the number 3 by ``load_state_dict``."""
     p = np.zeros(3)

@@ -462,8 +462,12 @@ class Optimizer:
             ]
             call = {k: v for k, v in group.items() if k not in ("params", "param_names")}
             call.update(tensors)
-            call["state"] = [self._slot_arrays(st, p, group) for st, p in zip(states, tensors["params"])]
-            call.update(self._tensor_args(states, olds))
+            try:
+                call["state"] = [self._slot_arrays(st, p, group) for st, p in zip(states, tensors["params"])]
+                call.update(self._tensor_args(states, olds))
+            except (TypeError, ValueError) as err:
+                # a hyperparameter edited into the group after construction, of the wrong type
+                raise type(err)(f"param_groups[{gi}]: {err}") from None
             calls.append(call)
             pending.extend(zip(tensors["params"], states))
         if calls:
