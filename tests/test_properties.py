@@ -32,7 +32,7 @@ import copy
 import os
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -179,6 +179,13 @@ def adam_reference(h: dict[str, Any], p: Tracked, g: Tracked, s: dict[str, Any])
     return p - const(h["lr"], dt) * m_hat / (v_hat.sqrt() + const(h["eps"], dt))
 
 
+def scope_key(groups: list[dict[str, Any]], gi: int, i: int) -> tuple[Any, ...]:
+    """Which ``b`` covers parameter ``i`` of group ``gi``: one for all global-scope parameters,
+    one per group, or one per tensor."""
+    kind = groups[gi]["scope"]
+    return ("global",) if kind == "global" else ("group", gi) if kind == "group" else ("tensor", gi, i)
+
+
 def adagrad_norm_reference(
     groups: list[dict[str, Any]], params: list[list[Tracked]], grads: list[list[Any]], state: dict
 ) -> None:
@@ -187,14 +194,10 @@ def adagrad_norm_reference(
     largest ``b0^2`` of the scope's groups; ``theta <- theta - lr / b_k g_k``. ``state`` maps a
     scope key to its ``b^2`` (Tracked float64)."""
 
-    def scope(gi: int, i: int) -> tuple[Any, ...]:
-        kind = groups[gi]["scope"]
-        return ("global",) if kind == "global" else ("group", gi) if kind == "group" else ("tensor", gi, i)
-
     members: dict[tuple[Any, ...], list[tuple[int, int]]] = {}
     for gi, group_params in enumerate(params):
         for i in range(len(group_params)):
-            members.setdefault(scope(gi, i), []).append((gi, i))
+            members.setdefault(scope_key(groups, gi, i), []).append((gi, i))
     effective: dict[tuple[int, int], Tracked] = {}
     for key, sites in members.items():
         with_grad = [(gi, i) for gi, i in sites if grads[gi][i] is not None]
@@ -332,10 +335,9 @@ class Entry:
     counts_steps: bool = True
     #: the state is per scope (AdagradNorm's ``b_sq``), not per parameter.
     scoped: bool = False
-    name: str = field(default="")
 
     def __str__(self) -> str:
-        return self.name or self.cls.__name__
+        return self.cls.__name__
 
 
 COMMON = {"weight_decay": 0.0, "maximize": False}
@@ -553,20 +555,12 @@ def _compare(
                 else:
                     assert_matches(got[key], value, f"{where}, state {key!r}")
     if entry.scoped:
-        b_sq = {key: value for key, value in state.items()}
         for gi, g in enumerate(setup.groups):
-            h = setup.hypers()[gi]
             for i, index in enumerate(g):
-                key = (
-                    ("global",)
-                    if h["scope"] == "global"
-                    else ("group", gi)
-                    if h["scope"] == "group"
-                    else ("tensor", gi, i)
-                )
+                key = scope_key(setup.hypers(), gi, i)
                 got = opt.state.get(setup.params[index]) or {}
-                if key in b_sq:
-                    assert_matches(np.float64(got["b_sq"]), b_sq[key], f"{when}: b_sq of {key}")
+                if key in state:
+                    assert_matches(np.float64(got["b_sq"]), state[key], f"{when}: b_sq of {key}")
                 else:
                     assert "b_sq" not in got
 

@@ -557,6 +557,18 @@ def test_hyperparameter_of_the_wrong_type_edited_into_a_group_names_the_group():
     assert np.array_equal(p, before)
 
 
+@pytest.mark.parametrize("bad", ["0.1", None, 0.0, -1.0])
+def test_adagrad_norm_b0_edited_into_a_group_is_checked(bad):
+    """AdagradNorm's ``b0`` edited to a string or None raised a bare TypeError from ``float()``;
+    0 or a negative value was used silently (the class requires b0 > 0)."""
+    p = np.zeros(3)
+    opt = fo.AdagradNorm([{"params": [np.zeros(2)]}, {"params": [p]}], scope="group")
+    opt.param_groups[1]["b0"] = bad
+    with pytest.raises(ValueError, match=r"param_groups\[1\]: .*b0"):
+        opt.step(grads=[np.ones(2), np.ones(3)])
+    assert not p.any()
+
+
 def test_load_state_dict_refuses_a_string_step():
     """'3' was parsed as the number 3 by ``load_state_dict``."""
     p = np.zeros(3)

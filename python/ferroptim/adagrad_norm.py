@@ -107,7 +107,14 @@ class AdagradNorm(Optimizer):
                 held.append(b_sq)
         if held:
             return max(held)
-        return max(float(self.param_groups[gi]["b0"]) ** 2 for gi, _, _ in members)
+        return max(self._b0(gi) ** 2 for gi, _, _ in members)
+
+    def _b0(self, gi: int) -> float:
+        """Group ``gi``'s ``b0``, checked again: groups can be edited after construction."""
+        b0 = _scalar(self.param_groups[gi]["b0"], f"param_groups[{gi}]: b0")
+        if not b0 > 0:
+            raise ValueError(f"param_groups[{gi}]: Invalid b0 value: {b0} (must be > 0 and finite)")
+        return b0
 
     def b(self, param: Any) -> float:
         """The current ``b_k`` that scales the step of ``param``."""
