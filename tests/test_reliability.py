@@ -7,12 +7,16 @@
   committed step; a thread writing into a parameter during a step is a data race that
   must not crash the interpreter.
 - fork: a child forked after the parent stepped on its thread pool steps correctly (for
-  every optimizer), with a timeout against hangs.
+  every optimizer), and one forked while another thread is stepping starts between two
+  steps and steps on; timeouts guard against hangs.
 - Memory: 100,000 steps keep the resident set flat; 10,000 optimizers created, stepped and
   dropped leave no traced allocations behind (subprocesses, so other tests do not blur RSS).
 - Numerical extremes against torch.optim: huge gradients that overflow float32 moments,
   subnormal gradients (no flush to zero), ``eps = 0`` with a zero gradient (``0/0``), and
   AdagradNorm's float64 norm when the float32 norm would overflow.
+- Regressions for the bugs ``tests/test_properties.py`` found: corrupted live state
+  (``step``, AdagradNorm's ``b_sq``), wrongly typed hyperparameters edited into a group, a
+  string ``step`` in a loaded state dict.
 - Every public name of ``ferroptim`` and every public method has a docstring.
 """
 
