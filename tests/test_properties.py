@@ -331,6 +331,8 @@ class Entry:
     #: the state arrays every non-empty state must have (torch raises without them; the
     #: others are optional buffers that start at zero when missing).
     required: tuple[str, ...] = ()
+    #: hyperparameters only read at construction (a step ignores them, as torch's does).
+    init_only: tuple[str, ...] = ()
     #: whether the per-parameter state carries torch's ``step``.
     counts_steps: bool = True
     #: the state is per scope (AdagradNorm's ``b_sq``), not per parameter.
@@ -357,6 +359,7 @@ REGISTRY = [
         per_tensor(adagrad_reference),
         init=adagrad_init,
         required=("sum",),
+        init_only=("initial_accumulator_value",),
     ),
     Entry(
         fo.RMSprop,
@@ -692,7 +695,9 @@ def test_malformed_step_raises_and_changes_nothing(entry: Entry, data: st.DataOb
         state["b_sq"] = data.draw(st.sampled_from(["abc", None, -1.0, 0.0, float("nan"), float("inf")]))
     elif kind == "hyper-type":
         name = data.draw(
-            st.sampled_from(sorted(k for k in opt.param_groups[gi] if k not in ("params", "scope")))
+            st.sampled_from(
+                sorted(k for k in opt.param_groups[gi] if k not in ("params", "scope", *entry.init_only))
+            )
         )
         opt.param_groups[gi][name] = data.draw(st.sampled_from(["0.1", None, [0.1, 0.2, 0.3]]))
         match = re.escape(f"param_groups[{gi}]")

@@ -561,6 +561,20 @@ def test_hyperparameter_of_the_wrong_type_edited_into_a_group_names_the_group():
     assert np.array_equal(p, before)
 
 
+@pytest.mark.parametrize("bad", [None, "abc", -1.0])
+def test_adagrad_initial_accumulator_value_edited_into_a_group_is_checked(bad):
+    """A parameter that reaches its first step without state (its state was not in a loaded
+    state dict) gets ``sum = initial_accumulator_value`` then: None silently filled ``sum``
+    with NaN, a negative value was used, a string raised NumPy's bare ValueError."""
+    p = np.zeros(3)
+    opt = fo.Adagrad([p])
+    opt.load_state_dict({"state": {}, "param_groups": opt.state_dict()["param_groups"]})
+    opt.param_groups[0]["initial_accumulator_value"] = bad
+    with pytest.raises((TypeError, ValueError), match=r"param_groups\[0\]: .*initial_accumulator_value"):
+        opt.step(grads=[np.ones(3)])
+    assert not p.any() and not opt.state.get(p)
+
+
 @pytest.mark.parametrize("bad", ["0.1", None, 0.0, -1.0])
 def test_adagrad_norm_b0_edited_into_a_group_is_checked(bad):
     """AdagradNorm's ``b0`` edited to a string or None raised a bare TypeError from ``float()``;

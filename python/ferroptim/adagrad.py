@@ -73,6 +73,8 @@ class Adagrad(Optimizer):
         flag(group, "maximize")
 
     def _init_state(self, p: np.ndarray, group: dict[str, Any]) -> dict[str, Any]:
+        # checked again: the group may have been edited since (None would fill NaN)
+        non_negative(group, "initial_accumulator_value")
         total = np.empty_like(p.view(np.ndarray))
         total[...] = group["initial_accumulator_value"]
         return {"step": 0.0, "sum": total}

@@ -456,13 +456,14 @@ class Optimizer:
         pending: list[tuple[Any, dict[str, Any]]] = []
         for gi, group, tensors in self._with_grads(grads):
             olds = [self._current_state(gi, i, p) for i, p in zip(tensors["index"], tensors["params"])]
-            # Private copies: the state is committed only once the kernel accepted every array.
-            states = [
-                dict(old) if old else self._init_state(p, group) for p, old in zip(tensors["params"], olds)
-            ]
             call = {k: v for k, v in group.items() if k not in ("params", "param_names")}
             call.update(tensors)
             try:
+                # Private copies: the state is committed only once the kernel accepted every array.
+                states = [
+                    dict(old) if old else self._init_state(p, group)
+                    for p, old in zip(tensors["params"], olds)
+                ]
                 call["state"] = [self._slot_arrays(st, p, group) for st, p in zip(states, tensors["params"])]
                 call.update(self._tensor_args(states, olds))
             except (TypeError, ValueError) as err:
