@@ -331,7 +331,8 @@ class Entry:
     #: the state arrays every non-empty state must have (torch raises without them; the
     #: others are optional buffers that start at zero when missing).
     required: tuple[str, ...] = ()
-    #: hyperparameters only read at construction (a step ignores them, as torch's does).
+    #: hyperparameters read only where a state starts (Adagrad's at construction, AdagradNorm's
+    #: at a scope's first step); later steps ignore edits to them, as torch's do.
     init_only: tuple[str, ...] = ()
     #: whether the per-parameter state carries torch's ``step``.
     counts_steps: bool = True
@@ -402,6 +403,7 @@ REGISTRY = [
         {**COMMON, "lr": 1.0, "b0": 0.01, "scope": "global"},
         ADAGRAD_NORM_KWARGS,
         adagrad_norm_reference,
+        init_only=("b0",),
         counts_steps=False,
         scoped=True,
     ),
