@@ -6,14 +6,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 export VIRTUAL_ENV := $(CURDIR)/$(VENV)
 
-.PHONY: demo test venv build test-deps lint rust-test py-test bench clean
+.PHONY: demo test venv build test-deps lint rust-test valgrind py-test bench clean
 # The steps share one virtual environment: never run them concurrently (make -j).
 .NOTPARALLEL:
 
 demo: build
 	$(BIN)/python -m ferroptim compare
 
-test: test-deps build lint rust-test py-test
+test: test-deps build lint rust-test valgrind py-test
 
 venv:
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,7 +25,7 @@ build: venv
 
 test-deps: venv
 	rustup component add rustfmt clippy 2>/dev/null || true
-	$(BIN)/python -m pip install -q "pytest>=8" "ruff>=0.6" "mypy>=1.10" torch \
+	$(BIN)/python -m pip install -q "pytest>=8" "hypothesis>=6.100" "ruff>=0.6" "mypy>=1.10" torch \
 		"nbclient>=0.7" "nbformat>=5" "ipykernel>=6"
 
 lint:
@@ -38,6 +38,22 @@ lint:
 
 rust-test:
 	cargo test
+
+# The Rust unit tests (kernels, scheduler, pool) under valgrind's memcheck: invalid reads and
+# writes, uninitialised values and definite leaks fail the build. The rayon pool's threads
+# live for the whole process, so its "possibly lost" stacks are not errors. Uses the debug
+# test binary `rust-test` just built (overflow checks on, no second compile). Without
+# valgrind, installs it when apt-get can (root), else says so and skips.
+VALGRIND := valgrind --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite \
+	--show-leak-kinds=definite --track-origins=yes -q
+valgrind:
+	@command -v valgrind >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+		&& apt-get install -y -qq valgrind >/dev/null 2>&1; } || true
+	@if command -v valgrind >/dev/null; then \
+		bin=$$(cargo test --lib --no-run --message-format=json 2>/dev/null \
+			| $(BIN)/python -c "import json, sys; print([m['executable'] for m in map(json.loads, sys.stdin) if m.get('executable')][-1])") \
+		&& echo "valgrind $$bin" && $(VALGRIND) "$$bin" -q --test-threads=2; \
+	else echo "valgrind is not installed and could not be installed: skipping the memcheck run"; fi
 
 py-test:
 	$(BIN)/python -m pytest -q

@@ -60,16 +60,21 @@ class Adagrad(Optimizer):
         super().__init__(params, defaults)
 
     def add_param_group(self, param_group: Any) -> None:
-        super().add_param_group(param_group)
-        group = self.param_groups[-1]
-        for p in group["params"]:
-            self.state[p] = self._init_state(p, group)
+        """Adds a group of parameters, as :meth:`Optimizer.add_param_group`, and creates
+        their state (``sum = initial_accumulator_value``) as torch does."""
+        with self._lock:  # no other thread sees the group without its state
+            super().add_param_group(param_group)
+            group = self.param_groups[-1]
+            for p in group["params"]:
+                self.state[p] = self._init_state(p, group)
 
     def _validate_group(self, group: dict[str, Any]) -> None:
         non_negative(group, "lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps")
         flag(group, "maximize")
 
     def _init_state(self, p: np.ndarray, group: dict[str, Any]) -> dict[str, Any]:
+        # checked again: the group may have been edited since (None would fill NaN)
+        non_negative(group, "initial_accumulator_value")
         total = np.empty_like(p.view(np.ndarray))
         total[...] = group["initial_accumulator_value"]
         return {"step": 0.0, "sum": total}

@@ -9,7 +9,7 @@ import numpy as np
 
 from . import _core
 from ._validate import flag, non_negative
-from .optimizer import Optimizer, _scalar
+from .optimizer import Optimizer, _scalar, _site
 
 SCOPES = ("global", "group", "tensor")
 
@@ -86,25 +86,40 @@ class AdagradNorm(Optimizer):
             return ("tensor", gi, i)
         raise ValueError(f"param_groups[{gi}]: invalid scope {scope!r}, expected one of {SCOPES}")
 
-    def _scopes(self) -> dict[tuple[Any, ...], list[tuple[int, Any]]]:
-        """Every scope with its members as ``(group index, parameter)``, in order."""
-        scopes: dict[tuple[Any, ...], list[tuple[int, Any]]] = {}
+    def _scopes(self) -> dict[tuple[Any, ...], list[tuple[int, int, Any]]]:
+        """Every scope with its members as ``(group index, index in group, parameter)``, in order."""
+        scopes: dict[tuple[Any, ...], list[tuple[int, int, Any]]] = {}
         for gi, group in enumerate(self.param_groups):
             for i, p in enumerate(group["params"]):
-                scopes.setdefault(self._scope_key(gi, i), []).append((gi, p))
+                scopes.setdefault(self._scope_key(gi, i), []).append((gi, i, p))
         return scopes
 
-    def _b_sq(self, members: list[tuple[int, Any]]) -> float:
-        """A scope's current ``b^2``: the largest its parameters hold, else its ``b0**2``."""
-        held = [s["b_sq"] for _, p in members if (s := self.state.get(p)) and "b_sq" in s]
+    def _b_sq(self, members: list[tuple[int, int, Any]]) -> float:
+        """A scope's current ``b^2``: the largest its parameters hold, else its ``b0**2``.
+        A held value that is not a positive finite number raises ``ValueError`` naming its
+        parameter (``opt.state`` is the user's to edit)."""
+        held = []
+        for gi, i, p in members:
+            if (s := self.state.get(p)) and "b_sq" in s:
+                b_sq = _scalar(s["b_sq"], f"state 'b_sq' of {_site(gi, i)}")
+                if b_sq <= 0:
+                    raise ValueError(f"state 'b_sq' of {_site(gi, i)} must be > 0, got {b_sq}")
+                held.append(b_sq)
         if held:
-            return float(max(held))
-        return max(float(self.param_groups[gi]["b0"]) ** 2 for gi, _ in members)
+            return max(held)
+        return max(self._b0(gi) ** 2 for gi, _, _ in members)
+
+    def _b0(self, gi: int) -> float:
+        """Group ``gi``'s ``b0``, checked again: groups can be edited after construction."""
+        b0 = _scalar(self.param_groups[gi]["b0"], f"param_groups[{gi}]: b0")
+        if not b0 > 0:
+            raise ValueError(f"param_groups[{gi}]: Invalid b0 value: {b0} (must be > 0 and finite)")
+        return b0
 
     def b(self, param: Any) -> float:
         """The current ``b_k`` that scales the step of ``param``."""
         for members in self._scopes().values():
-            if any(p is param for _, p in members):
+            if any(p is param for _, _, p in members):
                 return math.sqrt(self._b_sq(members))
         raise KeyError("parameter is not in this optimizer")
 
@@ -124,7 +139,7 @@ class AdagradNorm(Optimizer):
         b_sq = _core.adagrad_norm_step(calls, [self._b_sq(members) for members in scopes.values()])
         for key, members in scopes.items():
             if key in used:
-                params = [p for _, p in members]
+                params = [p for _, _, p in members]
                 self.state.commit(params, [{"b_sq": b_sq[slot_of[key]]} for _ in params])
 
     def _load_param_state(self, p: np.ndarray, site: str, entry: Any) -> dict[str, Any]:

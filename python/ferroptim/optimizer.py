@@ -13,12 +13,13 @@ from __future__ import annotations
 import copy
 import functools
 import math
+import os
 import threading
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
 from itertools import chain
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
@@ -109,6 +110,52 @@ def _reject_set(params: Any) -> None:
 
 def _site(group: int, index: int) -> str:
     return f"param_groups[{group}]['params'][{index}]"
+
+
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+#: Every live optimizer, for the fork handlers below.
+_LIVE: weakref.WeakSet[Optimizer] = weakref.WeakSet()
+_held: list[Optimizer] = []
+
+
+def _before_fork() -> None:
+    """Waits for running steps and holds every optimizer's lock across ``fork()``, so the
+    child never inherits a step half done (its arrays still borrowed, its lock held by a
+    thread that does not exist in the child, which would block its steps forever)."""
+    _held[:] = list(_LIVE)
+    for opt in _held:
+        opt._lock.acquire()
+
+
+def _after_fork_in_parent() -> None:
+    for opt in reversed(_held):
+        opt._lock.release()
+    _held.clear()
+
+
+def _after_fork_in_child() -> None:
+    for opt in _held:
+        opt._lock = threading.RLock()
+    _held.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(
+        before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child
+    )
+
+
+def _serialized(method: _Method) -> _Method:
+    """Runs ``method`` holding the optimizer's lock, so that it never sees (or makes) a
+    step's state half committed by another thread."""
+
+    @functools.wraps(method)
+    def locked(self: Optimizer, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return locked  # type: ignore[return-value]
 
 
 class ParamState(MutableMapping):
@@ -213,6 +260,13 @@ class Optimizer:
             An array is a writeable float32/float64 ``numpy.ndarray`` or a
             :class:`~ferroptim.Parameter`.
         defaults: the default hyperparameters of every group.
+
+    Threads: ``step``, ``add_param_group``, ``state_dict`` and ``load_state_dict`` of one
+    optimizer hold its lock, so calls from several Python threads run one after the other
+    and never see a step half committed. Different optimizers step concurrently (the
+    kernels run without the GIL). Writing into a parameter from another thread while a
+    step runs is a data race: the values are then unspecified, but nothing crashes.
+    ``os.fork()`` waits for running steps to finish, so a forked child starts between steps.
     """
 
     #: State keys, in the order the Rust kernel takes them.
@@ -234,8 +288,10 @@ class Optimizer:
 
     def __init__(self, params: Any, defaults: dict[str, Any]) -> None:
         # Steps from several Python threads are serialized: the kernel runs without the
-        # GIL, and the state commit must not interleave with another step's.
-        self._lock = threading.Lock()
+        # GIL, and the state commit must not interleave with another step's, nor with
+        # add_param_group, state_dict or load_state_dict (reentrant: they call each other).
+        self._lock = threading.RLock()
+        _LIVE.add(self)
         self._init_hooks()
         self.defaults = dict(defaults)
         self.state: ParamState = ParamState()
@@ -258,6 +314,7 @@ class Optimizer:
             self.add_param_group(group)
 
     # --- torch.optim's interface ----------------------------------------------------
+    @_serialized
     def add_param_group(self, param_group: Mapping[str, Any]) -> None:
         """Adds a group of parameters with its own hyperparameters (missing ones
         take ``defaults``). A parameter already in the optimizer is rejected."""
@@ -319,6 +376,7 @@ class Optimizer:
             self._step(self._gradients(grads))
         return loss
 
+    @_serialized
     def state_dict(self) -> dict[str, Any]:
         """The state in torch's layout, with arrays copied:
         ``{"state": {index: {key: value}}, "param_groups": [{..., "params": [indices]}]}``;
@@ -349,6 +407,7 @@ class Optimizer:
         }
         return {"state": state, "param_groups": groups}
 
+    @_serialized
     def load_state_dict(self, state_dict: Mapping[str, Any], match: str = "order") -> None:
         """Restores a ``state_dict()``: continuing then gives bit-identical results.
 
@@ -455,7 +514,8 @@ class Optimizer:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        _LIVE.add(self)
         self._init_hooks()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -704,13 +764,17 @@ class Optimizer:
             params = tensors["params"]
             olds = [held(p) for p in params]
             self._check_current(gi, tensors["index"], olds)
-            # Private copies: the state is committed only once the kernel accepted every array.
-            states = [old.copy() if old else self._init_state(p, group) for p, old in zip(params, olds)]
             call = {k: v for k, v in group.items() if k != "params" and k != "param_names"}
             call.update(tensors)
-            slot_arrays = self._slot_arrays
-            call["state"] = [slot_arrays(st, p, group) for st, p in zip(states, params)]
-            call.update(self._tensor_args(states, olds, group))
+            try:
+                # Private copies: the state is committed only once the kernel accepted every array.
+                states = [old.copy() if old else self._init_state(p, group) for p, old in zip(params, olds)]
+                slot_arrays = self._slot_arrays
+                call["state"] = [slot_arrays(st, p, group) for st, p in zip(states, params)]
+                call.update(self._tensor_args(states, olds, group))
+            except (TypeError, ValueError) as err:
+                # a hyperparameter edited into the group after construction, of the wrong type
+                raise type(err)(f"param_groups[{gi}]: {err}") from None
             calls.append(call)
             pending.append((params, states))
         if calls:
@@ -719,13 +783,18 @@ class Optimizer:
             self.state.commit(params, states)
 
     def _check_current(self, gi: int, index: list[int], olds: list[dict[str, Any] | None]) -> None:
-        """Raises if a state about to step lacks an array or scalar its settings need."""
-        needed = self.required_state + self.scalar_state
+        """Raises if a state about to step lacks an array or scalar its settings need,
+        or holds a ``step`` that is not a finite non-negative number."""
+        needed = (("step",) if self.counts_steps else ()) + self.required_state + self.scalar_state
         for i, old in zip(index, olds):
             if old:
                 for name in needed:
                     if old.get(name) is None:
                         raise ValueError(f"state {name!r} of {_site(gi, i)} is missing")
+                if self.counts_steps:
+                    step = old["step"]
+                    if type(step) is not float or not 0.0 <= step < math.inf:  # fast path: a good float
+                        _scalar(step, f"state 'step' of {_site(gi, i)}")
 
     def _load_param_state(self, p: np.ndarray, site: str, entry: Any) -> dict[str, Any]:
         if not isinstance(entry, Mapping):
@@ -802,10 +871,14 @@ def _plain_value(value: Any) -> Any:
 
 
 def _scalar(value: Any, what: str) -> float:
-    if isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"{what} must be a number, got {value!r}")
+    """``value`` (a number or a one-element numeric array) as a float; raises ``ValueError``
+    naming ``what`` for anything else (bools and strings included) and for negative or
+    non-finite numbers."""
     try:
-        number = float(np.asarray(value).item()) if not isinstance(value, (int, float)) else float(value)
+        array = np.asarray(value)
+        if isinstance(value, (bool, np.bool_)) or array.dtype.kind not in "fiu":
+            raise TypeError
+        number = float(array.item())
     except (TypeError, ValueError):
         raise ValueError(f"{what} must be a number, got {value!r}") from None
     if not math.isfinite(number) or number < 0:

@@ -92,25 +92,32 @@ class Parameter(np.ndarray):
         return _plain(super().__getitem__(key))
 
     def copy(self, order: Any = "C") -> np.ndarray:  # type: ignore[override]
+        """A copy of the values as a plain ndarray (torch's ``p.detach().clone()``)."""
         return self.view(np.ndarray).copy(order)
 
     def astype(self, *args: Any, **kwargs: Any) -> np.ndarray:
+        """``ndarray.astype``, returning a plain ndarray."""
         return self.view(np.ndarray).astype(*args, **kwargs)
 
     def reshape(self, *args: Any, **kwargs: Any) -> np.ndarray:  # type: ignore[override]
+        """``ndarray.reshape``, returning a plain ndarray (a view where NumPy gives one)."""
         return self.view(np.ndarray).reshape(*args, **kwargs)
 
     def ravel(self, *args: Any, **kwargs: Any) -> np.ndarray:
+        """``ndarray.ravel``, returning a plain ndarray."""
         return self.view(np.ndarray).ravel(*args, **kwargs)
 
     def flatten(self, *args: Any, **kwargs: Any) -> np.ndarray:
+        """``ndarray.flatten``, returning a plain ndarray."""
         return self.view(np.ndarray).flatten(*args, **kwargs)
 
     def transpose(self, *axes: Any) -> np.ndarray:  # type: ignore[override]
+        """``ndarray.transpose``, returning a plain ndarray view."""
         return self.view(np.ndarray).transpose(*axes)
 
     @property
     def T(self) -> np.ndarray:  # type: ignore[override]  # noqa: N802
+        """The transposed values, as a plain ndarray view."""
         return self.view(np.ndarray).T
 
     # --- copies and pickles keep the gradient ---------------------------------------

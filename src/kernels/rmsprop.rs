@@ -88,6 +88,19 @@ impl<'a, T: Real> RmspropTensor<'a, T> {
 
 chunk!(RmspropTensor { copy: s; cut: param, grad, square_avg, grad_avg, momentum_buffer });
 
+/// `B - a^2`, the centered second moment. `a^2 <= B` holds exactly, so when a huge
+/// gradient has overflowed `B` to infinity the variance is infinite too: `a * a` may
+/// also overflow, and `inf - inf` must not turn the step into NaN. torch's fused
+/// `addcmul` (an FMA, whose product cannot overflow) gives the same.
+#[inline(always)]
+fn centered_variance<T: Real>(square_avg: T, grad_avg: T) -> T {
+    if square_avg == T::infinity() && grad_avg.is_finite() {
+        square_avg
+    } else {
+        square_avg + -grad_avg * grad_avg
+    }
+}
+
 impl<T: Real> Scalars<T> {
     /// One element's step; `grad_avg` and `momentum_buffer` are `Some` in the loops
     /// of the settings that use them, so every loop is branch-free after inlining.
@@ -107,7 +120,7 @@ impl<T: Real> Scalars<T> {
         let variance = match grad_avg {
             Some(a) => {
                 *a = lerp(*a, g, self.one_minus_alpha);
-                *sq + -*a * *a
+                centered_variance(*sq, *a)
             }
             None => *sq,
         };
@@ -189,6 +202,16 @@ mod tests {
             }
             assert_close(&theta, &reference, 1e-12);
         }
+    }
+
+    #[test]
+    fn centered_variance_of_an_overflowed_moment_is_infinite() {
+        // g = 1e30 in f32: B = 0.01 g^2 overflows, a^2 = (0.01 g)^2 overflows as well
+        let h = RmspropHyper { centered: true, ..hyper(false) };
+        let (mut p, mut sq, mut avg) = ([0.5f32], [0.0f32], [0.0f32]);
+        RmspropTensor::new(&h, &mut p, &[1e30], &mut sq, Some(&mut avg), None).update();
+        assert_eq!(sq[0], f32::INFINITY);
+        assert_eq!(p[0], 0.5); // g / inf = 0: no step, as torch, instead of NaN
     }
 
     #[test]
