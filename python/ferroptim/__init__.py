@@ -17,6 +17,7 @@ from .adagrad_norm import AdagradNorm
 from .adam import Adam, AdamW
 from .adamax import Adamax
 from .clip import clip_grad_norm_, clip_grad_value_, clip_grads_with_norm_, get_total_norm
+from .flat import BufferedParameter, FlatParameters, flatten_parameters
 from .lion import Lion
 from .nadam import NAdam
 from .optimizer import Optimizer
@@ -33,8 +34,10 @@ __all__ = [
     "AdagradNorm",
     "Adam",
     "AdamW",
+    "BufferedParameter",
     "Adamax",
     "Lion",
+    "FlatParameters",
     "MinibatchSampler",
     "NAdam",
     "Optimizer",
@@ -44,6 +47,7 @@ __all__ = [
     "clip_grad_norm_",
     "clip_grad_value_",
     "clip_grads_with_norm_",
+    "flatten_parameters",
     "get_num_threads",
     "get_simd_level",
     "lr_scheduler",
