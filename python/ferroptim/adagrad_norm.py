@@ -127,7 +127,9 @@ class AdagradNorm(Optimizer):
                 for _, p in members:
                     self._commit(p, {"b_sq": b_sq[slot_of[key]]})
 
-    def _load_param_state(self, p: np.ndarray, site: str, entry: Any) -> dict[str, Any]:
+    def _load_param_state(
+        self, p: np.ndarray, site: str, entry: Any, group: dict[str, Any]
+    ) -> dict[str, Any]:
         if not isinstance(entry, dict) or set(entry) - {"b_sq"}:
             raise ValueError(f"state of {site} must be {{'b_sq': float}}, got {entry!r}")
         if "b_sq" not in entry:
