@@ -52,3 +52,44 @@ def flag(group: dict[str, Any], *names: str) -> None:
     for name in names:
         if not isinstance(group[name], (bool, np.bool_)):
             raise TypeError(f"{name} must be True or False, got {group[name]!r}")
+
+
+#: The ``state_dtype`` of optimizers that keep their state as bfloat16 bits.
+BF16 = "bfloat16"
+_STATE_DTYPES = ("float32", "float64", BF16)
+
+
+def _dtype_name(value: Any) -> str | None:
+    if isinstance(value, str) and value == BF16:
+        return value
+    try:
+        return np.dtype(value).name  # np.float32, "float32", "f4"; ml_dtypes.bfloat16 when installed
+    except (TypeError, ValueError):
+        return None
+
+
+def state_storage(group: dict[str, Any]) -> None:
+    """``group["state_dtype"]`` is ``None`` (the parameters' dtype), ``"float32"`` or
+    ``"float64"`` (the same, for parameters of that dtype) or ``"bfloat16"`` (for float32
+    parameters), normalized to that name; ``group["seed"]`` is an integer in ``[0, 2**64)``."""
+    value = group["state_dtype"]
+    if value is not None:
+        name = _dtype_name(value)
+        if name not in _STATE_DTYPES:
+            raise ValueError(
+                f"Invalid state_dtype: {value!r} (expected None, 'float32', 'float64' or 'bfloat16')"
+            )
+        group["state_dtype"] = name
+        needs = "float32" if name == BF16 else name
+        for i, p in enumerate(group["params"]):
+            if p.dtype != needs:
+                raise ValueError(
+                    f"state_dtype={name!r} needs {needs} parameters, but params[{i}] of the group is "
+                    f"{p.dtype}" + ("; bfloat16 state is for float32 parameters" if name == BF16 else "")
+                )
+    seed = group["seed"]
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    if not 0 <= int(seed) < 2**64:
+        raise ValueError(f"Invalid seed value: {seed} (must be in [0, 2**64))")
+    group["seed"] = int(seed)

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from . import _core
-from ._validate import flag, non_negative
+from ._validate import flag, non_negative, state_storage
 from .optimizer import Optimizer
 
 
@@ -30,6 +30,10 @@ class Adagrad(Optimizer):
         initial_accumulator_value: starting value of ``sum``. Default 0.
         eps: added to ``sqrt(sum)``. Default 1e-10.
         maximize: maximize the objective instead of minimizing it.
+        state_dtype: how the state arrays are stored: ``None`` (the parameter's dtype) or
+            ``"bfloat16"`` (float32 parameters only), decoded to float32 for the update
+            above and written back with stochastic rounding; see :class:`~ferroptim.Adam`.
+        seed: seed of the stochastic rounding of bfloat16 state. Default 0.
 
     State per parameter: ``step``, ``sum`` (created at construction, as torch).
     """
@@ -48,6 +52,8 @@ class Adagrad(Optimizer):
         eps: float = 1e-10,
         *,
         maximize: bool = False,
+        state_dtype: Any = None,
+        seed: int = 0,
     ) -> None:
         defaults = dict(
             lr=lr,
@@ -56,6 +62,8 @@ class Adagrad(Optimizer):
             weight_decay=weight_decay,
             initial_accumulator_value=initial_accumulator_value,
             maximize=maximize,
+            state_dtype=state_dtype,
+            seed=seed,
         )
         super().__init__(params, defaults)
 
@@ -71,10 +79,9 @@ class Adagrad(Optimizer):
     def _validate_group(self, group: dict[str, Any]) -> None:
         non_negative(group, "lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps")
         flag(group, "maximize")
+        state_storage(group)
 
     def _init_state(self, p: np.ndarray, group: dict[str, Any]) -> dict[str, Any]:
         # checked again: the group may have been edited since (None would fill NaN)
         non_negative(group, "initial_accumulator_value")
-        total = np.empty_like(p.view(np.ndarray))
-        total[...] = group["initial_accumulator_value"]
-        return {"step": 0.0, "sum": total}
+        return {"step": 0.0, "sum": self._state_buffer(p, group, group["initial_accumulator_value"])}

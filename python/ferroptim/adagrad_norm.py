@@ -142,7 +142,9 @@ class AdagradNorm(Optimizer):
                 params = [p for _, _, p in members]
                 self.state.commit(params, [{"b_sq": b_sq[slot_of[key]]} for _ in params])
 
-    def _load_param_state(self, p: np.ndarray, site: str, entry: Any) -> dict[str, Any]:
+    def _load_param_state(
+        self, p: np.ndarray, site: str, entry: Any, group: dict[str, Any]
+    ) -> dict[str, Any]:
         if not isinstance(entry, dict) or set(entry) - {"b_sq"}:
             raise ValueError(f"state of {site} must be {{'b_sq': float}}, got {entry!r}")
         if "b_sq" not in entry:

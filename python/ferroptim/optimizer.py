@@ -23,7 +23,8 @@ from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
-from . import _core
+from . import _bfloat16, _core
+from ._validate import BF16
 from .hooks import RemovableHandle, register
 from .parameter import FLOAT_DTYPES, Parameter
 
@@ -380,7 +381,9 @@ class Optimizer:
     def state_dict(self) -> dict[str, Any]:
         """The state in torch's layout, with arrays copied:
         ``{"state": {index: {key: value}}, "param_groups": [{..., "params": [indices]}]}``;
-        a group built from named parameters also has torch's ``"param_names"``.
+        a group built from named parameters also has torch's ``"param_names"``. State kept
+        as bfloat16 (``state_dtype="bfloat16"``) is given as float32 arrays, which hold it
+        exactly.
 
         State-dict pre hooks run first, post hooks last (each may return a new dict)."""
         for pre_hook in list(self._optimizer_state_dict_pre_hooks.values()):
@@ -401,7 +404,7 @@ class Optimizer:
             groups.append(packed)
         # Entries of objects that are not parameters (a stray opt.state[x] lookup) are left out.
         state = {
-            index[id(p)]: {k: v.copy(order="K") if isinstance(v, np.ndarray) else v for k, v in s.items()}
+            index[id(p)]: {k: _exported(v) if isinstance(v, np.ndarray) else v for k, v in s.items()}
             for p, s in self.state.items()
             if id(p) in index
         }
@@ -426,6 +429,10 @@ class Optimizer:
                 parameters came from. Missing or unexpected names, state arrays whose
                 shape differs from the parameter's, and a group whose parameters come
                 from saved groups with different hyperparameters raise ``ValueError``.
+
+        Into groups with ``state_dtype="bfloat16"``, state arrays are rounded to float32 and
+        then to the nearest bfloat16 (ties to even): exact for the values a bfloat16
+        ``state_dict()`` holds.
 
         Load-state-dict pre hooks see (a shallow copy of) ``state_dict`` first and may
         return a replacement; post hooks run after the load.
@@ -453,7 +460,7 @@ class Optimizer:
                 f"loaded state dict has {len(saved_groups)} parameter groups, "
                 f"the optimizer has {len(self.param_groups)}"
             )
-        by_index: dict[Any, tuple[Any, str]] = {}
+        by_index: dict[Any, tuple[Any, str, int]] = {}
         groups = []
         for gi, (group, saved) in enumerate(zip(self.param_groups, saved_groups)):
             if not isinstance(saved, Mapping) or "params" not in saved:
@@ -472,7 +479,7 @@ class Optimizer:
                     raise ValueError(f"loaded param group {gi}: id {key!r} is not hashable") from None
                 if repeated:
                     raise ValueError(f"loaded state dict lists parameter id {key!r} twice")
-                by_index[key] = (p, _site(gi, i))
+                by_index[key] = (p, _site(gi, i), gi)
             restored = dict(self.defaults)
             restored.update(
                 (k, _plain_value(v))
@@ -497,8 +504,8 @@ class Optimizer:
         for key, entry in saved_state.items():
             if key not in by_index:
                 raise ValueError(f"state dict has state for parameter {key!r}, which no group lists")
-            p, site = by_index[key]
-            state[p] = self._load_param_state(p, site, entry)
+            p, site, gi = by_index[key]
+            state[p] = self._load_param_state(p, site, entry, groups[gi])
         self.param_groups[:] = groups
         self.state = state
 
@@ -589,8 +596,18 @@ class Optimizer:
         """A fresh state for ``p``: ``step`` 0 and zeros (in ``p``'s layout) for
         ``required_state``."""
         state: dict[str, Any] = {"step": 0.0} if self.counts_steps else {}
-        state.update((name, np.zeros_like(p.view(np.ndarray))) for name in self.required_state)
+        state.update((name, self._state_buffer(p, group)) for name in self.required_state)
         return state
+
+    def _state_buffer(self, p: np.ndarray, group: dict[str, Any], fill: float = 0.0) -> np.ndarray:
+        """A new state array for ``p`` holding ``fill``, in ``p``'s memory layout: of
+        ``p``'s dtype, or bfloat16 bits (``np.uint16``) when the group's
+        ``state_dtype`` is ``"bfloat16"``."""
+        like = p.view(np.ndarray)
+        if group.get("state_dtype") == BF16:
+            bits = _bfloat16.from_float32(np.array([fill], dtype=np.float32))[0]
+            return np.full_like(like, bits, dtype=np.uint16)
+        return np.zeros_like(like) if fill == 0 else np.full_like(like, fill)
 
     def _slot_arrays(self, state: dict[str, Any], p: np.ndarray, group: dict[str, Any]) -> list:
         """The state arrays ``group``'s settings use, in ``state_slots`` order
@@ -775,6 +792,8 @@ class Optimizer:
             except (TypeError, ValueError) as err:
                 # a hyperparameter edited into the group after construction, of the wrong type
                 raise type(err)(f"param_groups[{gi}]: {err}") from None
+            if group.get("state_dtype") == BF16:
+                call["rounding"] = self._rounding_keys(gi, tensors["index"], states)
             calls.append(call)
             pending.append((params, states))
         if calls:
@@ -796,7 +815,18 @@ class Optimizer:
                     if type(step) is not float or not 0.0 <= step < math.inf:  # fast path: a good float
                         _scalar(step, f"state 'step' of {_site(gi, i)}")
 
-    def _load_param_state(self, p: np.ndarray, site: str, entry: Any) -> dict[str, Any]:
+    def _rounding_keys(
+        self, gi: int, index: list[int], states: list[dict[str, Any]]
+    ) -> list[tuple[int, int]]:
+        """Per tensor of group ``gi`` with bfloat16 state: its step number and its
+        parameter's position in the optimizer (over all groups), which with the group's
+        ``seed`` key the stochastic rounding of its state (``src/kernels/state.rs``)."""
+        first = sum(len(g["params"]) for g in self.param_groups[:gi])
+        return [(int(s.get("step", 0)), first + i) for s, i in zip(states, index)]
+
+    def _load_param_state(
+        self, p: np.ndarray, site: str, entry: Any, group: dict[str, Any]
+    ) -> dict[str, Any]:
         if not isinstance(entry, Mapping):
             raise ValueError(f"state of {site} must be a dict, got {type(entry).__name__}")
         scalars = (("step",) if self.counts_steps else ()) + self.scalar_state
@@ -808,7 +838,8 @@ class Optimizer:
             if key in scalars:
                 state[key] = _scalar(value, f"state {key!r} of {site}")
             elif value is not None:
-                state[key] = _state_array(value, p, f"state {key!r} of {site}")
+                bf16 = group.get("state_dtype") == BF16
+                state[key] = _state_array(value, p, f"state {key!r} of {site}", bf16)
         required = scalars + self.required_state
         missing = [k for k in required if k not in state]
         if state and missing:
@@ -886,8 +917,14 @@ def _scalar(value: Any, what: str) -> float:
     return number
 
 
-def _state_array(value: Any, p: np.ndarray, what: str) -> np.ndarray:
-    """A copy of ``value`` with ``p``'s shape, dtype and memory layout."""
+def _exported(value: np.ndarray) -> np.ndarray:
+    """A copy of a state array for ``state_dict()``: bfloat16 bits as float32."""
+    return _bfloat16.to_float32(value) if value.dtype == np.uint16 else value.copy(order="K")
+
+
+def _state_array(value: Any, p: np.ndarray, what: str, bf16: bool = False) -> np.ndarray:
+    """A copy of ``value`` with ``p``'s shape, dtype and memory layout; with ``bf16``, as
+    bfloat16 bits (rounded to nearest) instead of ``p``'s dtype."""
     try:
         array = np.asarray(value)
     except Exception:
@@ -896,6 +933,10 @@ def _state_array(value: Any, p: np.ndarray, what: str) -> np.ndarray:
         raise TypeError(f"{what} has dtype {array.dtype}, expected a real floating-point array")
     if array.shape != p.shape:
         raise ValueError(f"{what} has shape {array.shape}, expected {p.shape} (the parameter's shape)")
+    if bf16:
+        out = np.empty_like(p.view(np.ndarray), dtype=np.uint16)
+        out[...] = _bfloat16.from_float32(array.astype(np.float32))
+        return out
     out = np.empty_like(p.view(np.ndarray))
     out[...] = array
     return out

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from . import _core
-from ._validate import flag, non_negative
+from ._validate import flag, non_negative, state_storage
 from .optimizer import Optimizer
 
 
@@ -37,6 +37,10 @@ class RMSprop(Optimizer):
         maximize: maximize the objective instead of minimizing it.
         eps_in_sqrt: the lecture's ``(B + eps I)^{-1/2}`` instead of torch's
             ``(sqrt(B) + eps)^{-1}``. Not in torch.
+        state_dtype: how the state arrays are stored: ``None`` (the parameter's dtype) or
+            ``"bfloat16"`` (float32 parameters only), decoded to float32 for the update
+            above and written back with stochastic rounding; see :class:`~ferroptim.Adam`.
+        seed: seed of the stochastic rounding of bfloat16 state. Default 0.
 
     State per parameter: ``step``, ``square_avg``, ``momentum_buffer`` (momentum > 0),
     ``grad_avg`` (centered).
@@ -58,6 +62,8 @@ class RMSprop(Optimizer):
         *,
         maximize: bool = False,
         eps_in_sqrt: bool = False,
+        state_dtype: Any = None,
+        seed: int = 0,
     ) -> None:
         defaults = dict(
             lr=lr,
@@ -68,19 +74,22 @@ class RMSprop(Optimizer):
             weight_decay=weight_decay,
             maximize=maximize,
             eps_in_sqrt=eps_in_sqrt,
+            state_dtype=state_dtype,
+            seed=seed,
         )
         super().__init__(params, defaults)
 
     def _validate_group(self, group: dict[str, Any]) -> None:
         non_negative(group, "lr", "eps", "momentum", "weight_decay", "alpha")
         flag(group, "centered", "maximize", "eps_in_sqrt")
+        state_storage(group)
 
     def _init_state(self, p: np.ndarray, group: dict[str, Any]) -> dict[str, Any]:
-        return {"step": 0.0, "square_avg": np.zeros_like(p.view(np.ndarray))}
+        return {"step": 0.0, "square_avg": self._state_buffer(p, group)}
 
     def _slot_arrays(self, state: dict[str, Any], p: np.ndarray, group: dict[str, Any]) -> list:
         wanted = {"grad_avg": group["centered"], "momentum_buffer": group["momentum"] > 0}
         for name, needed in wanted.items():
             if needed and name not in state:
-                state[name] = np.zeros_like(p.view(np.ndarray))
+                state[name] = self._state_buffer(p, group)
         return [state["square_avg"]] + [state[n] if wanted[n] else None for n in wanted]

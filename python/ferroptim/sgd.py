@@ -7,8 +7,8 @@ from typing import Any
 import numpy as np
 
 from . import _core
-from ._validate import flag, non_negative
-from .optimizer import Optimizer
+from ._validate import BF16, flag, non_negative, state_storage
+from .optimizer import Optimizer, _scalar
 
 
 class SGD(Optimizer):
@@ -36,8 +36,13 @@ class SGD(Optimizer):
         weight_decay: L2 penalty. Default 0.
         nesterov: Nesterov momentum (needs ``momentum > 0`` and ``dampening = 0``).
         maximize: maximize the objective instead of minimizing it.
+        state_dtype: how the state arrays are stored: ``None`` (the parameter's dtype) or
+            ``"bfloat16"`` (float32 parameters only), decoded to float32 for the update
+            above and written back with stochastic rounding; see :class:`~ferroptim.Adam`.
+        seed: seed of the stochastic rounding of bfloat16 state. Default 0.
 
-    State per parameter: ``momentum_buffer`` (when ``momentum != 0``).
+    State per parameter: ``momentum_buffer`` (when ``momentum != 0``), and with bfloat16
+    state a ``step`` counter, which keys the rounding.
     """
 
     state_slots = ("momentum_buffer",)
@@ -54,6 +59,8 @@ class SGD(Optimizer):
         nesterov: bool = False,
         *,
         maximize: bool = False,
+        state_dtype: Any = None,
+        seed: int = 0,
     ) -> None:
         defaults = dict(
             lr=lr,
@@ -62,12 +69,15 @@ class SGD(Optimizer):
             weight_decay=weight_decay,
             nesterov=nesterov,
             maximize=maximize,
+            state_dtype=state_dtype,
+            seed=seed,
         )
         super().__init__(params, defaults)
 
     def _validate_group(self, group: dict[str, Any]) -> None:
         non_negative(group, "lr", "momentum", "dampening", "weight_decay")
         flag(group, "nesterov", "maximize")
+        state_storage(group)
         if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
             raise ValueError("Nesterov momentum requires a momentum and zero dampening")
 
@@ -76,10 +86,24 @@ class SGD(Optimizer):
             return [None]
         if state.get("momentum_buffer") is None:  # none yet, or reset to None as torch allows
             # Filled with the gradient by the kernel on this first step, as torch does.
-            state["momentum_buffer"] = np.zeros_like(p.view(np.ndarray))
+            state["momentum_buffer"] = self._state_buffer(p, group)
         return [state["momentum_buffer"]]
 
     def _tensor_args(
         self, states: list[dict[str, Any]], olds: list[dict[str, Any] | None], group: dict[str, Any]
     ) -> dict[str, Any]:
+        if group["state_dtype"] == BF16 and group["momentum"] != 0:
+            for s in states:
+                s["step"] = float(s.get("step", 0.0)) + 1.0
         return {"first": [not old or old.get("momentum_buffer") is None for old in olds]}
+
+    def _load_param_state(
+        self, p: np.ndarray, site: str, entry: Any, group: dict[str, Any]
+    ) -> dict[str, Any]:
+        # A bfloat16 state's step counter (not torch's), kept only while the state is bfloat16.
+        if not isinstance(entry, dict) or "step" not in entry:
+            return super()._load_param_state(p, site, entry, group)
+        state = super()._load_param_state(p, site, {k: v for k, v in entry.items() if k != "step"}, group)
+        if group["state_dtype"] == BF16 and state:
+            state["step"] = _scalar(entry["step"], f"state 'step' of {site}")
+        return state

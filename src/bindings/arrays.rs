@@ -26,7 +26,28 @@ pub struct Tensors<'py> {
     pub grads: Vec<Bound<'py, PyAny>>,
     /// Per tensor, its state arrays in the algorithm's slot order (`None` where unused).
     pub state: Vec<Vec<Option<Bound<'py, PyAny>>>>,
+    /// How the state is stored: `"bfloat16"` for bfloat16 bits in uint16 arrays,
+    /// anything else (or none) in the parameter's dtype.
+    #[pyo3(default)]
+    pub state_dtype: Option<String>,
+    /// Seed of the stochastic rounding of bfloat16 state.
+    #[pyo3(default)]
+    pub seed: u64,
+    /// With bfloat16 state, per tensor: its step number and its parameter's position
+    /// in the optimizer, which with `seed` key its rounding streams.
+    #[pyo3(default)]
+    pub rounding: Vec<(u64, u64)>,
 }
+
+impl Tensors<'_> {
+    /// Whether the group keeps its state as bfloat16.
+    pub fn bf16(&self) -> bool {
+        self.state_dtype.as_deref() == Some(BF16)
+    }
+}
+
+/// The `state_dtype` of groups whose state is stored as bfloat16 bits.
+pub const BF16: &str = "bfloat16";
 
 /// Where a tensor sits in the optimizer, for messages.
 #[derive(Clone, Copy, Debug)]
@@ -57,14 +78,17 @@ pub struct At {
     pub position: usize,
     /// The tensor in the optimizer, for messages.
     pub site: Site,
+    /// With bfloat16 state: the seed, step number and parameter position of its
+    /// rounding streams (see [`crate::kernels::state`]).
+    pub rounding: Option<(u64, u64, u64)>,
 }
 
-/// One tensor's arrays, type-checked and borrowed.
-pub struct Borrowed<'py, T: Element> {
+/// One tensor's arrays, type-checked and borrowed; its state is stored as `S`.
+pub struct Borrowed<'py, T: Element, S: Element = T> {
     at: At,
     param: PyReadwriteArrayDyn<'py, T>,
     grad: PyReadonlyArrayDyn<'py, T>,
-    state: Vec<Option<PyReadwriteArrayDyn<'py, T>>>,
+    state: Vec<Option<PyReadwriteArrayDyn<'py, S>>>,
 }
 
 /// The borrowed tensors of a step, split by dtype.
@@ -73,6 +97,8 @@ pub struct Batch<'py> {
     pub f32: Vec<Borrowed<'py, f32>>,
     /// float64 tensors.
     pub f64: Vec<Borrowed<'py, f64>>,
+    /// float32 tensors whose state is bfloat16 bits.
+    pub bf16: Vec<Borrowed<'py, f32, u16>>,
 }
 
 pub(crate) fn dtype_name(obj: &Bound<'_, PyAny>) -> Option<String> {
@@ -81,12 +107,13 @@ pub(crate) fn dtype_name(obj: &Bound<'_, PyAny>) -> Option<String> {
 
 fn typed<'py, T: Element>(
     obj: &Bound<'py, PyAny>,
+    expected: &'static str,
     what: impl Fn() -> String,
 ) -> Result<Bound<'py, PyArrayDyn<T>>, Error> {
     match obj.cast::<PyArrayDyn<T>>() {
         Ok(a) => Ok(a.clone()),
         Err(_) => Err(match dtype_name(obj) {
-            Some(found) => Error::Dtype { what: what(), found, expected: "the parameter's dtype" },
+            Some(found) => Error::Dtype { what: what(), found, expected },
             None => Error::NotAnArray { what: what(), found: type_name(obj) },
         }),
     }
@@ -163,17 +190,22 @@ pub(crate) fn writable<'py, T: Element>(
     })
 }
 
-fn borrow_tensor<'py, T: Element>(
-    names: &[&str],
+/// What the state arrays of a plain group must be.
+const SAME_DTYPE: &str = "the parameter's dtype";
+/// What the state arrays of a group with bfloat16 state must be.
+const BF16_BITS: &str = "uint16 (bfloat16 bits, as the group's state_dtype is 'bfloat16')";
+
+fn borrow_tensor<'py, T: Element, S: Element>(
+    (names, state_dtype): (&[&str], &'static str),
     at: At,
     param: &Bound<'py, PyArrayDyn<T>>,
     grad: &Bound<'py, PyAny>,
     state: &[Option<Bound<'py, PyAny>>],
-) -> Result<Borrowed<'py, T>, Error> {
+) -> Result<Borrowed<'py, T, S>, Error> {
     let site = at.site;
     let shape = param.shape().to_vec();
     check_layout(param.as_untyped(), true, || site.param())?;
-    let grad = typed::<T>(grad, || site.grad())?;
+    let grad = typed::<T>(grad, SAME_DTYPE, || site.grad())?;
     same_shape(&grad, &shape, || site.grad())?;
     check_layout(grad.as_untyped(), false, || site.grad())?;
     if state.len() != names.len() {
@@ -191,7 +223,7 @@ fn borrow_tensor<'py, T: Element>(
         .map(|(s, name)| {
             s.as_ref()
                 .map(|s| {
-                    let s = typed::<T>(s, || site.state(name))?;
+                    let s = typed::<S>(s, state_dtype, || site.state(name))?;
                     same_shape(&s, &shape, || site.state(name))?;
                     check_layout(s.as_untyped(), true, || site.state(name))?;
                     Ok(s)
@@ -213,9 +245,9 @@ fn borrow_tensor<'py, T: Element>(
 
 impl<'py> Batch<'py> {
     /// Type-checks and borrows every tensor of every group. `names` are the
-    /// algorithm's state slots.
-    pub fn borrow(groups: &[Tensors<'py>], names: &[&str]) -> Result<Self, Error> {
-        let mut batch = Batch { f32: Vec::new(), f64: Vec::new() };
+    /// algorithm's state slots; `bf16` says whether it can keep them as bfloat16.
+    pub fn borrow(groups: &[Tensors<'py>], names: &[&str], bf16: bool) -> Result<Self, Error> {
+        let mut batch = Batch { f32: Vec::new(), f64: Vec::new(), bf16: Vec::new() };
         for (slot, t) in groups.iter().enumerate() {
             let n = t.params.len();
             if t.grads.len() != n || t.state.len() != n || t.index.len() != n {
@@ -227,14 +259,40 @@ impl<'py> Batch<'py> {
                     t.state.len()
                 )));
             }
+            if t.bf16() && !bf16 {
+                return Err(Error::Malformed(format!(
+                    "param_groups[{}]: this optimizer cannot keep its state as bfloat16 \
+                     (state_dtype='bfloat16' is for Adam, AdamW, SGD, Adagrad and RMSprop)",
+                    t.group
+                )));
+            }
+            if t.bf16() && t.rounding.len() != n {
+                return Err(Error::Malformed(format!(
+                    "param_groups[{}]: {} params but {} rounding keys",
+                    t.group,
+                    n,
+                    t.rounding.len()
+                )));
+            }
             for position in 0..n {
                 let site = Site { group: t.group, index: t.index[position] };
                 let (param, grad, state) = (&t.params[position], &t.grads[position], &t.state[position]);
-                let at = At { slot, position, site };
-                if let Ok(p) = param.cast::<PyArrayDyn<f32>>() {
-                    batch.f32.push(borrow_tensor(names, at, p, grad, state)?);
+                let rounding = t.bf16().then(|| (t.seed, t.rounding[position].0, t.rounding[position].1));
+                let at = At { slot, position, site, rounding };
+                if t.bf16() {
+                    let p = param.cast::<PyArrayDyn<f32>>().map_err(|_| match dtype_name(param) {
+                        Some(found) => Error::Dtype {
+                            what: site.param(),
+                            found,
+                            expected: "float32 (the group's state_dtype is 'bfloat16')",
+                        },
+                        None => Error::NotAnArray { what: site.param(), found: type_name(param) },
+                    })?;
+                    batch.bf16.push(borrow_tensor((names, BF16_BITS), at, p, grad, state)?);
+                } else if let Ok(p) = param.cast::<PyArrayDyn<f32>>() {
+                    batch.f32.push(borrow_tensor((names, SAME_DTYPE), at, p, grad, state)?);
                 } else if let Ok(p) = param.cast::<PyArrayDyn<f64>>() {
-                    batch.f64.push(borrow_tensor(names, at, p, grad, state)?);
+                    batch.f64.push(borrow_tensor((names, SAME_DTYPE), at, p, grad, state)?);
                 } else {
                     return Err(match dtype_name(param) {
                         Some(found) => {
@@ -258,7 +316,7 @@ pub enum Lane<'a, T> {
     Staged(ArrayViewMutD<'a, T>, Vec<T>),
 }
 
-impl<'a, T: Real> Lane<'a, T> {
+impl<'a, T: Copy> Lane<'a, T> {
     /// The array's memory when its layout is standard, else a copy.
     pub(crate) fn new(view: ArrayViewMutD<'a, T>) -> Self {
         if !view.is_standard_layout() {
@@ -305,7 +363,6 @@ pub enum ReadLane<'a, T> {
 }
 
 impl<'a, T: Real> ReadLane<'a, T> {
-    /// The array's memory when contiguous in order, else a copy.
     pub(crate) fn new(view: ArrayViewD<'a, T>) -> Self {
         match view.to_slice() {
             Some(s) => ReadLane::Direct(s),
@@ -325,9 +382,9 @@ impl<'a, T: Real> ReadLane<'a, T> {
 /// One tensor's arrays, ready to become flat lanes without the GIL: slices already,
 /// when every array is contiguous in the parameter's order (the usual case, and the
 /// cheap one), else views whose axes are permuted into the parameter's memory order.
-pub enum Views<'a, T> {
+pub enum Views<'a, T, S = T> {
     /// Every array is contiguous in one order (C or F): its memory, as is.
-    Slices(Flat<'a, T>),
+    Slices(Flat<'a, T, S>),
     /// Some array has another layout: views in the parameter's memory order.
     Permuted {
         /// Where the tensor sits.
@@ -337,12 +394,12 @@ pub enum Views<'a, T> {
         /// Its gradient.
         grad: ArrayViewD<'a, T>,
         /// Its state, slot by slot.
-        state: Vec<Option<ArrayViewMutD<'a, T>>>,
+        state: Vec<Option<ArrayViewMutD<'a, S>>>,
     },
 }
 
 /// One tensor's arrays as flat lanes that all index elements the same way.
-pub struct Flat<'a, T> {
+pub struct Flat<'a, T, S = T> {
     /// Where the tensor sits.
     pub at: At,
     /// The parameter.
@@ -350,7 +407,7 @@ pub struct Flat<'a, T> {
     /// Its gradient.
     pub grad: ReadLane<'a, T>,
     /// Its state, slot by slot.
-    pub state: Vec<Option<Lane<'a, T>>>,
+    pub state: Vec<Option<Lane<'a, S>>>,
 }
 
 /// The axis order in which `strides` walk memory from the outermost axis in:
@@ -371,7 +428,7 @@ fn contiguous<T: Element>(a: &Bound<'_, PyArrayDyn<T>>, c: bool) -> bool {
     }
 }
 
-impl<'py, T: Real + Element> Borrowed<'py, T> {
+impl<'py, T: Real + Element, S: Element> Borrowed<'py, T, S> {
     /// Whether every array is contiguous in the same order as the parameter, so that
     /// equal indices are equal offsets and each array's memory is its lane.
     fn all_contiguous(&self) -> bool {
@@ -385,7 +442,7 @@ impl<'py, T: Real + Element> Borrowed<'py, T> {
     /// Every array as a lane of the same element order: its own memory when all are
     /// contiguous alike, else views in the parameter's memory order, so that arrays
     /// laid out like the parameter still become plain slices.
-    pub fn views(&mut self) -> Views<'_, T> {
+    pub fn views(&mut self) -> Views<'_, T, S> {
         if self.all_contiguous() {
             let slices = (
                 self.param.as_slice_mut(),
@@ -394,7 +451,7 @@ impl<'py, T: Real + Element> Borrowed<'py, T> {
             );
             return match slices {
                 (Ok(param), Ok(grad), Ok(state)) => {
-                    let state: Vec<Option<&mut [T]>> = state;
+                    let state: Vec<Option<&mut [S]>> = state;
                     Views::Slices(Flat {
                         at: self.at,
                         param: Lane::Direct(param),
@@ -421,11 +478,11 @@ impl<'py, T: Real + Element> Borrowed<'py, T> {
     }
 }
 
-impl<'a, T: Real> Views<'a, T> {
+impl<'a, T: Real, S: Copy> Views<'a, T, S> {
     /// The arrays as flat lanes: in place when laid out like the parameter, else
     /// copied (matched by index). This is where odd layouts cost a copy, so it
     /// runs without the GIL.
-    pub fn flat(self) -> Flat<'a, T> {
+    pub fn flat(self) -> Flat<'a, T, S> {
         match self {
             Views::Slices(flat) => flat,
             Views::Permuted { at, param, grad, state } => Flat {
@@ -438,7 +495,7 @@ impl<'a, T: Real> Views<'a, T> {
     }
 }
 
-impl<T: Real> Flat<'_, T> {
+impl<T: Real, S: Copy> Flat<'_, T, S> {
     /// Copies staged copies back into the user's arrays.
     pub fn write_back(&mut self) {
         self.param.write_back();
@@ -446,23 +503,27 @@ impl<T: Real> Flat<'_, T> {
     }
 }
 
+/// A step's views: float32, float64, and float32 with bfloat16 state.
+pub type AllViews<'a> = (Vec<Views<'a, f32>>, Vec<Views<'a, f64>>, Vec<Views<'a, f32, u16>>);
+
 impl<'py> Batch<'py> {
-    /// Every tensor's views, float32 and float64 apart.
-    pub fn views(&mut self) -> (Vec<Views<'_, f32>>, Vec<Views<'_, f64>>) {
+    /// Every tensor's views, by dtype and state storage.
+    pub fn views(&mut self) -> AllViews<'_> {
         (
             self.f32.iter_mut().map(Borrowed::views).collect(),
             self.f64.iter_mut().map(Borrowed::views).collect(),
+            self.bf16.iter_mut().map(Borrowed::views).collect(),
         )
     }
 }
 
 /// Every tensor as flat lanes.
-pub fn flats<T: Real>(views: Vec<Views<'_, T>>) -> Vec<Flat<'_, T>> {
+pub fn flats<T: Real, S: Copy>(views: Vec<Views<'_, T, S>>) -> Vec<Flat<'_, T, S>> {
     views.into_iter().map(Views::flat).collect()
 }
 
 /// Copies every staged copy back into the user's arrays.
-pub fn write_back<T: Real>(flats: &mut [Flat<'_, T>]) {
+pub fn write_back<T: Real, S: Copy>(flats: &mut [Flat<'_, T, S>]) {
     flats.iter_mut().for_each(Flat::write_back);
 }
 

@@ -11,9 +11,11 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use crate::error::Error;
+use crate::kernels::state::{rounding_key, Bf16};
 use crate::kernels::{Real, Update};
 use crate::pool;
-use arrays::{flats, write_back, Batch, Flat, Tensors};
+use arrays::{flats, write_back, At, Batch, Flat, Tensors};
+use optimizers::Bf16Tensor;
 
 /// An algorithm's hyperparameters for one group, and how they turn one tensor's
 /// slices into a kernel step.
@@ -35,6 +37,27 @@ pub trait Kernel: Sync + Sized {
         grad: &'a [T],
         state: Vec<Option<&'a mut [T]>>,
     ) -> Option<Self::Tensor<'a, T>>;
+    /// Whether the algorithm can keep its state as bfloat16 (`state_dtype="bfloat16"`).
+    const BF16: bool = false;
+    /// The step of tensor `position` of this group with its state stored as bfloat16;
+    /// `None` when a state array is missing, or the algorithm has no such step.
+    fn bf16_tensor<'a>(
+        &'a self,
+        _position: usize,
+        _param: &'a mut [f32],
+        _grad: &'a [f32],
+        _state: Vec<Option<Bf16<'a>>>,
+    ) -> Option<Bf16Tensor<'a>> {
+        None
+    }
+}
+
+fn missing_state<K: Kernel>(at: At) -> Error {
+    Error::Malformed(format!(
+        "{} is missing state its settings need (slots {})",
+        at.site.param(),
+        K::STATE.join(", ")
+    ))
 }
 
 fn work<'a, K: Kernel, T: Real>(
@@ -46,13 +69,31 @@ fn work<'a, K: Kernel, T: Real>(
         .map(|f| {
             let at = f.at;
             let state = f.state.iter_mut().map(|s| s.as_mut().map(|s| s.slice())).collect();
-            hypers[at.slot].tensor(at.position, f.param.slice(), f.grad.slice(), state).ok_or_else(|| {
-                Error::Malformed(format!(
-                    "{} is missing state its settings need (slots {})",
-                    at.site.param(),
-                    K::STATE.join(", ")
-                ))
-            })
+            let tensor = hypers[at.slot].tensor(at.position, f.param.slice(), f.grad.slice(), state);
+            tensor.ok_or_else(|| missing_state::<K>(at))
+        })
+        .collect()
+}
+
+/// The steps of the tensors whose state is bfloat16: state slot `i` of each rounds
+/// with the stream keyed by the group's seed, the step, the parameter's position and `i`.
+fn bf16_work<'a, K: Kernel>(
+    hypers: &'a [K],
+    flats: &'a mut [Flat<'_, f32, u16>],
+) -> Result<Vec<Bf16Tensor<'a>>, Error> {
+    flats
+        .iter_mut()
+        .map(|f| {
+            let at = f.at;
+            let (seed, step, param) = at.rounding.unwrap_or_default();
+            let state = (f.state.iter_mut().zip(0u64..))
+                .map(|(s, slot)| {
+                    s.as_mut().map(|s| Bf16::new(s.slice(), rounding_key(seed, step, param, slot)))
+                })
+                .collect();
+            hypers[at.slot]
+                .bf16_tensor(at.position, f.param.slice(), f.grad.slice(), state)
+                .ok_or_else(|| missing_state::<K>(at))
         })
         .collect()
 }
@@ -80,19 +121,23 @@ pub fn extract_groups<'py, H>(
 /// layout copies, kernels and write-backs without it, one parallel region per dtype.
 pub fn step<K: Kernel>(py: Python<'_>, groups: Vec<Bound<'_, PyDict>>) -> PyResult<()> {
     let (hypers, tensors) = extract_groups(&groups, K::extract)?;
-    let mut batch = Batch::borrow(&tensors, K::STATE)?;
-    let (views32, views64) = batch.views();
-    // Both dtypes' work is built before either runs, so a missing state array
+    let mut batch = Batch::borrow(&tensors, K::STATE, K::BF16)?;
+    let (views32, views64, views_bf16) = batch.views();
+    // Every dtype's work is built before any runs, so a missing state array
     // in the float64 tensors cannot follow a float32 update.
     py.detach(|| {
         let mut flat32 = flats(views32);
         let mut flat64 = flats(views64);
+        let mut flat_bf16 = flats(views_bf16);
         let work32 = work(&hypers, &mut flat32)?;
         let work64 = work(&hypers, &mut flat64)?;
+        let work_bf16 = bf16_work(&hypers, &mut flat_bf16)?;
         pool::update_all(work32);
         pool::update_all(work64);
+        pool::update_all(work_bf16);
         write_back(&mut flat32);
         write_back(&mut flat64);
+        write_back(&mut flat_bf16);
         Ok::<(), Error>(())
     })?;
     Ok(())

@@ -18,7 +18,8 @@ use crate::kernels::nadam::{NadamHyper, NadamTensor};
 use crate::kernels::radam::{RadamHyper, RadamTensor};
 use crate::kernels::rmsprop::{RmspropHyper, RmspropTensor};
 use crate::kernels::sgd::{SgdHyper, SgdTensor};
-use crate::kernels::Real;
+use crate::kernels::state::{Bf16, State};
+use crate::kernels::{Chunk, Real, Update};
 use crate::pool;
 
 /// `group[key]`, converted; a missing key is a `KeyError` naming it.
@@ -37,6 +38,53 @@ fn betas(group: &Bound<'_, PyDict>) -> PyResult<(f64, f64)> {
     let [beta1, beta2] = <[f64; 2]>::try_from(betas)
         .map_err(|b| PyValueError::new_err(format!("betas must be a pair, got {} values", b.len())))?;
     Ok((beta1, beta2))
+}
+
+/// The step of one tensor whose state is bfloat16, for the algorithms that offer it.
+pub enum Bf16Tensor<'a> {
+    /// SGD with momentum.
+    Sgd(SgdTensor<'a, f32, Bf16<'a>>),
+    /// AdaGrad.
+    Adagrad(AdagradTensor<'a, f32, Bf16<'a>>),
+    /// RMSprop.
+    Rmsprop(RmspropTensor<'a, f32, Bf16<'a>>),
+    /// Adam and AdamW.
+    Adam(AdamTensor<'a, f32, Bf16<'a>>),
+}
+
+impl Chunk for Bf16Tensor<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Self::Sgd(t) => t.len(),
+            Self::Adagrad(t) => t.len(),
+            Self::Rmsprop(t) => t.len(),
+            Self::Adam(t) => t.len(),
+        }
+    }
+
+    fn split_at(self, mid: usize) -> (Self, Self) {
+        fn both<C, W>(pair: (C, C), wrap: fn(C) -> W) -> (W, W) {
+            (wrap(pair.0), wrap(pair.1))
+        }
+        match self {
+            Self::Sgd(t) => both(t.split_at(mid), Self::Sgd),
+            Self::Adagrad(t) => both(t.split_at(mid), Self::Adagrad),
+            Self::Rmsprop(t) => both(t.split_at(mid), Self::Rmsprop),
+            Self::Adam(t) => both(t.split_at(mid), Self::Adam),
+        }
+    }
+}
+
+impl Update for Bf16Tensor<'_> {
+    #[inline(always)]
+    fn update(self) {
+        match self {
+            Self::Sgd(t) => t.update(),
+            Self::Adagrad(t) => t.update(),
+            Self::Rmsprop(t) => t.update(),
+            Self::Adam(t) => t.update(),
+        }
+    }
 }
 
 /// SGD hyperparameters and, per tensor, whether its momentum buffer is new.
@@ -68,12 +116,36 @@ impl Kernel for Sgd {
         grad: &'a [T],
         state: Vec<Option<&'a mut [T]>>,
     ) -> Option<Self::Tensor<'a, T>> {
+        self.with_state(position, param, grad, state)
+    }
+
+    const BF16: bool = true;
+
+    fn bf16_tensor<'a>(
+        &'a self,
+        position: usize,
+        param: &'a mut [f32],
+        grad: &'a [f32],
+        state: Vec<Option<Bf16<'a>>>,
+    ) -> Option<Bf16Tensor<'a>> {
+        self.with_state(position, param, grad, state).map(Bf16Tensor::Sgd)
+    }
+}
+
+impl Sgd {
+    fn with_state<'a, T: Real, S: State<T>>(
+        &'a self,
+        position: usize,
+        param: &'a mut [T],
+        grad: &'a [T],
+        state: Vec<Option<S>>,
+    ) -> Option<SgdTensor<'a, T, S>> {
         let [momentum_buffer] = <[_; 1]>::try_from(state).ok()?;
         if (self.h.momentum != 0.0) != momentum_buffer.is_some() {
             return None;
         }
         let first = *self.first.get(position)?;
-        Some(SgdTensor::new(&self.h, first, param, grad, momentum_buffer))
+        Some(SgdTensor::with_state(&self.h, first, param, grad, momentum_buffer))
     }
 }
 
@@ -105,8 +177,32 @@ impl Kernel for Adagrad {
         grad: &'a [T],
         state: Vec<Option<&'a mut [T]>>,
     ) -> Option<Self::Tensor<'a, T>> {
+        self.with_state(position, param, grad, state)
+    }
+
+    const BF16: bool = true;
+
+    fn bf16_tensor<'a>(
+        &'a self,
+        position: usize,
+        param: &'a mut [f32],
+        grad: &'a [f32],
+        state: Vec<Option<Bf16<'a>>>,
+    ) -> Option<Bf16Tensor<'a>> {
+        self.with_state(position, param, grad, state).map(Bf16Tensor::Adagrad)
+    }
+}
+
+impl Adagrad {
+    fn with_state<'a, T: Real, S: State<T>>(
+        &'a self,
+        position: usize,
+        param: &'a mut [T],
+        grad: &'a [T],
+        state: Vec<Option<S>>,
+    ) -> Option<AdagradTensor<'a, T, S>> {
         let [sum] = <[_; 1]>::try_from(state).ok()?;
-        Some(AdagradTensor::new(&self.h, *self.step.get(position)?, param, grad, sum?))
+        Some(AdagradTensor::with_state(&self.h, *self.step.get(position)?, param, grad, sum?))
     }
 }
 
@@ -140,11 +236,34 @@ impl Kernel for Rmsprop {
         grad: &'a [T],
         state: Vec<Option<&'a mut [T]>>,
     ) -> Option<Self::Tensor<'a, T>> {
+        self.with_state(param, grad, state)
+    }
+
+    const BF16: bool = true;
+
+    fn bf16_tensor<'a>(
+        &'a self,
+        _position: usize,
+        param: &'a mut [f32],
+        grad: &'a [f32],
+        state: Vec<Option<Bf16<'a>>>,
+    ) -> Option<Bf16Tensor<'a>> {
+        self.with_state(param, grad, state).map(Bf16Tensor::Rmsprop)
+    }
+}
+
+impl Rmsprop {
+    fn with_state<'a, T: Real, S: State<T>>(
+        &'a self,
+        param: &'a mut [T],
+        grad: &'a [T],
+        state: Vec<Option<S>>,
+    ) -> Option<RmspropTensor<'a, T, S>> {
         let [square_avg, grad_avg, momentum_buffer] = <[_; 3]>::try_from(state).ok()?;
         if self.h.centered != grad_avg.is_some() || (self.h.momentum > 0.0) != momentum_buffer.is_some() {
             return None;
         }
-        Some(RmspropTensor::new(&self.h, param, grad, square_avg?, grad_avg, momentum_buffer))
+        Some(RmspropTensor::with_state(&self.h, param, grad, square_avg?, grad_avg, momentum_buffer))
     }
 }
 
@@ -212,12 +331,36 @@ impl Kernel for Adam {
         grad: &'a [T],
         state: Vec<Option<&'a mut [T]>>,
     ) -> Option<Self::Tensor<'a, T>> {
+        self.with_state(position, param, grad, state)
+    }
+
+    const BF16: bool = true;
+
+    fn bf16_tensor<'a>(
+        &'a self,
+        position: usize,
+        param: &'a mut [f32],
+        grad: &'a [f32],
+        state: Vec<Option<Bf16<'a>>>,
+    ) -> Option<Bf16Tensor<'a>> {
+        self.with_state(position, param, grad, state).map(Bf16Tensor::Adam)
+    }
+}
+
+impl Adam {
+    fn with_state<'a, T: Real, S: State<T>>(
+        &'a self,
+        position: usize,
+        param: &'a mut [T],
+        grad: &'a [T],
+        state: Vec<Option<S>>,
+    ) -> Option<AdamTensor<'a, T, S>> {
         let [exp_avg, exp_avg_sq, max_exp_avg_sq] = <[_; 3]>::try_from(state).ok()?;
         if self.h.amsgrad != max_exp_avg_sq.is_some() {
             return None;
         }
         let step = *self.step.get(position)?;
-        Some(AdamTensor::new(&self.h, step, param, grad, exp_avg?, exp_avg_sq?, max_exp_avg_sq))
+        Some(AdamTensor::with_state(&self.h, step, param, grad, exp_avg?, exp_avg_sq?, max_exp_avg_sq))
     }
 }
 
@@ -475,8 +618,8 @@ pub fn adagrad_norm_step(
             .into());
         }
     }
-    let mut batch = Batch::borrow(&tensors, &[])?;
-    let (views32, views64) = batch.views();
+    let mut batch = Batch::borrow(&tensors, &[], false)?;
+    let (views32, views64, _) = batch.views();
     let b_sq = py.detach(move || {
         let (mut flat32, mut flat64) = (flats(views32), flats(views64));
         let mut b_sq = b_sq;

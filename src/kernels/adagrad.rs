@@ -9,6 +9,7 @@
 //! theta <- theta - lr / (1 + (t - 1) lr_decay) * g / (sqrt(sum) + eps)
 //! ```
 
+use super::state::{blocks, State};
 use super::{effective_grad, Real, Update};
 
 /// AdaGrad hyperparameters of one param group.
@@ -34,18 +35,25 @@ struct Scalars<T> {
     maximize: bool,
 }
 
-/// One tensor's AdaGrad step.
+/// One tensor's AdaGrad step, with `sum` stored as `S` (see [`State`]).
 #[derive(Debug)]
-pub struct AdagradTensor<'a, T> {
+pub struct AdagradTensor<'a, T, S = &'a mut [T]> {
     s: Scalars<T>,
     param: &'a mut [T],
     grad: &'a [T],
-    sum: &'a mut [T],
+    sum: S,
 }
 
 impl<'a, T: Real> AdagradTensor<'a, T> {
     /// Prepares step number `step` (1 on the first step).
     pub fn new(h: &AdagradHyper, step: f64, param: &'a mut [T], grad: &'a [T], sum: &'a mut [T]) -> Self {
+        Self::with_state(h, step, param, grad, sum)
+    }
+}
+
+impl<'a, T: Real, S: State<T>> AdagradTensor<'a, T, S> {
+    /// [`AdagradTensor::new`] with `sum` stored as `S`.
+    pub fn with_state(h: &AdagradHyper, step: f64, param: &'a mut [T], grad: &'a [T], sum: S) -> Self {
         let clr = h.lr / (1.0 + (step - 1.0) * h.lr_decay);
         let s = Scalars {
             neg_clr: T::of(-clr),
@@ -57,13 +65,26 @@ impl<'a, T: Real> AdagradTensor<'a, T> {
     }
 }
 
-chunk!(AdagradTensor { copy: s; cut: param, grad, sum });
+chunk!(AdagradTensor<S> { copy: s; cut: param, grad, sum });
 
-impl<T: Real> Update for AdagradTensor<'_, T> {
+impl<T: Real, S: State<T>> Update for AdagradTensor<'_, T, S> {
     #[inline(always)]
     fn update(self) {
-        let s = self.s;
-        for ((p, &g), sum) in self.param.iter_mut().zip(self.grad).zip(self.sum) {
+        let Self { s, param, grad, sum: mut storage } = self;
+        let mut scratch = Default::default();
+        for r in blocks(param.len(), S::BLOCK) {
+            let sum = storage.open(r.clone(), &mut scratch);
+            Self::run(s, &mut param[r.clone()], &grad[r.clone()], sum);
+            storage.close(r, &mut scratch);
+        }
+    }
+}
+
+impl<T: Real, S: State<T>> AdagradTensor<'_, T, S> {
+    /// The update of plain slices of equal length.
+    #[inline(always)]
+    fn run(s: Scalars<T>, param: &mut [T], grad: &[T], sum: &mut [T]) {
+        for ((p, &g), sum) in param.iter_mut().zip(grad).zip(sum) {
             let g = effective_grad(g, *p, s.maximize, s.weight_decay);
             *sum = *sum + g * g;
             let std = sum.sqrt() + s.eps;

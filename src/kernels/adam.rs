@@ -16,6 +16,7 @@
 //! The last line is Algorithm 1's `theta - alpha m_hat / (sqrt(v_hat) + eps)` with the
 //! bias corrections folded into scalars, as torch computes it.
 
+use super::state::{blocks, State};
 use super::{effective_grad, lerp, maximum, Real, Update};
 
 /// Adam hyperparameters of one param group.
@@ -53,15 +54,15 @@ struct Scalars<T> {
     maximize: bool,
 }
 
-/// One tensor's Adam step.
+/// One tensor's Adam step, with its state stored as `S` (see [`State`]).
 #[derive(Debug)]
-pub struct AdamTensor<'a, T> {
+pub struct AdamTensor<'a, T, S = &'a mut [T]> {
     s: Scalars<T>,
     param: &'a mut [T],
     grad: &'a [T],
-    exp_avg: &'a mut [T],
-    exp_avg_sq: &'a mut [T],
-    max_exp_avg_sq: Option<&'a mut [T]>,
+    exp_avg: S,
+    exp_avg_sq: S,
+    max_exp_avg_sq: Option<S>,
 }
 
 impl<'a, T: Real> AdamTensor<'a, T> {
@@ -74,6 +75,21 @@ impl<'a, T: Real> AdamTensor<'a, T> {
         exp_avg: &'a mut [T],
         exp_avg_sq: &'a mut [T],
         max_exp_avg_sq: Option<&'a mut [T]>,
+    ) -> Self {
+        Self::with_state(h, step, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq)
+    }
+}
+
+impl<'a, T: Real, S: State<T>> AdamTensor<'a, T, S> {
+    /// [`AdamTensor::new`] with state stored as `S`.
+    pub fn with_state(
+        h: &AdamHyper,
+        step: f64,
+        param: &'a mut [T],
+        grad: &'a [T],
+        exp_avg: S,
+        exp_avg_sq: S,
+        max_exp_avg_sq: Option<S>,
     ) -> Self {
         let bias_correction1 = 1.0 - h.beta1.powf(step);
         let bias_correction2 = 1.0 - h.beta2.powf(step);
@@ -94,9 +110,9 @@ impl<'a, T: Real> AdamTensor<'a, T> {
     }
 }
 
-chunk!(AdamTensor { copy: s; cut: param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq });
+chunk!(AdamTensor<S> { copy: s; cut: param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq });
 
-impl<T: Real> AdamTensor<'_, T> {
+impl<T: Real, S: State<T>> AdamTensor<'_, T, S> {
     /// Everything up to the denominator's second moment; returns the gradient seen.
     #[inline(always)]
     fn moments(s: &Scalars<T>, p: &mut T, g: T, m: &mut T, v: &mut T) {
@@ -115,12 +131,19 @@ impl<T: Real> AdamTensor<'_, T> {
     }
 }
 
-impl<T: Real> Update for AdamTensor<'_, T> {
+impl<T: Real, S: State<T>> AdamTensor<'_, T, S> {
+    /// The update of plain slices of equal length.
     #[inline(always)]
-    fn update(self) {
-        let s = &self.s;
-        let lanes = self.param.iter_mut().zip(self.grad).zip(self.exp_avg.iter_mut().zip(self.exp_avg_sq));
-        match self.max_exp_avg_sq {
+    fn run(
+        s: &Scalars<T>,
+        param: &mut [T],
+        grad: &[T],
+        exp_avg: &mut [T],
+        exp_avg_sq: &mut [T],
+        max_exp_avg_sq: Option<&mut [T]>,
+    ) {
+        let lanes = param.iter_mut().zip(grad).zip(exp_avg.iter_mut().zip(exp_avg_sq));
+        match max_exp_avg_sq {
             None => {
                 for ((p, &g), (m, v)) in lanes {
                     Self::moments(s, p, g, m, v);
@@ -133,6 +156,25 @@ impl<T: Real> Update for AdamTensor<'_, T> {
                     *vmax = maximum(*vmax, *v);
                     Self::apply(s, p, *m, *vmax);
                 }
+            }
+        }
+    }
+}
+
+impl<T: Real, S: State<T>> Update for AdamTensor<'_, T, S> {
+    #[inline(always)]
+    fn update(self) {
+        let Self { s, param, grad, mut exp_avg, mut exp_avg_sq, mut max_exp_avg_sq } = self;
+        let (mut m_scratch, mut v_scratch, mut vmax_scratch) = Default::default();
+        for r in blocks(param.len(), S::BLOCK) {
+            let m = exp_avg.open(r.clone(), &mut m_scratch);
+            let v = exp_avg_sq.open(r.clone(), &mut v_scratch);
+            let vmax = max_exp_avg_sq.as_mut().map(|x| x.open(r.clone(), &mut vmax_scratch));
+            Self::run(&s, &mut param[r.clone()], &grad[r.clone()], m, v, vmax);
+            exp_avg.close(r.clone(), &mut m_scratch);
+            exp_avg_sq.close(r.clone(), &mut v_scratch);
+            if let Some(x) = max_exp_avg_sq.as_mut() {
+                x.close(r, &mut vmax_scratch);
             }
         }
     }

@@ -5,7 +5,8 @@
 //! `T` (`f32` or `f64`). It implements [`Chunk`], so the scheduler in
 //! [`crate::pool`] can cut it into pieces and run them anywhere; the update
 //! of one element never depends on another element, so any cut gives the
-//! same bits.
+//! same bits. Adam, SGD, AdaGrad and RMSprop take their state buffers as any
+//! [`state::State`] storage: `&mut [T]`, or bfloat16 bits ([`state::Bf16`]).
 //!
 //! Per-step scalars (bias corrections, step sizes) are computed once in `f64`
 //! and rounded to `T`, and element operations follow torch's order, which is
@@ -33,6 +34,24 @@ macro_rules! chunk {
             }
         }
     };
+    // A kernel whose state buffers are of a storage type `S` (see [`state::State`]).
+    ($name:ident<S> { copy: $($scalar:ident),+; cut: $($lane:ident),+ }) => {
+        impl<T: $crate::kernels::Real, S: $crate::kernels::state::State<T>> $crate::kernels::Chunk
+            for $name<'_, T, S>
+        {
+            fn len(&self) -> usize {
+                self.param.len()
+            }
+            fn split_at(self, mid: usize) -> (Self, Self) {
+                use $crate::kernels::Cut;
+                $(let $lane = self.$lane.cut(mid);)+
+                (
+                    Self { $($scalar: self.$scalar,)+ $($lane: $lane.0,)+ },
+                    Self { $($scalar: self.$scalar,)+ $($lane: $lane.1,)+ },
+                )
+            }
+        }
+    };
 }
 
 pub mod adadelta;
@@ -46,6 +65,7 @@ pub mod nadam;
 pub mod radam;
 pub mod rmsprop;
 pub mod sgd;
+pub mod state;
 
 /// The floating-point element types the kernels are written for.
 pub trait Real: num_traits::Float + Send + Sync + 'static {

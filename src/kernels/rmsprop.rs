@@ -15,6 +15,7 @@
 //! theta <- theta - lr g / d                                  (otherwise)
 //! ```
 
+use super::state::{blocks, State};
 use super::{effective_grad, lerp, Real, Update};
 
 /// RMSprop hyperparameters of one param group.
@@ -50,15 +51,15 @@ struct Scalars<T> {
     eps_in_sqrt: bool,
 }
 
-/// One tensor's RMSprop step.
+/// One tensor's RMSprop step, with its state stored as `S` (see [`State`]).
 #[derive(Debug)]
-pub struct RmspropTensor<'a, T> {
+pub struct RmspropTensor<'a, T, S = &'a mut [T]> {
     s: Scalars<T>,
     param: &'a mut [T],
     grad: &'a [T],
-    square_avg: &'a mut [T],
-    grad_avg: Option<&'a mut [T]>,
-    momentum_buffer: Option<&'a mut [T]>,
+    square_avg: S,
+    grad_avg: Option<S>,
+    momentum_buffer: Option<S>,
 }
 
 impl<'a, T: Real> RmspropTensor<'a, T> {
@@ -71,6 +72,20 @@ impl<'a, T: Real> RmspropTensor<'a, T> {
         square_avg: &'a mut [T],
         grad_avg: Option<&'a mut [T]>,
         momentum_buffer: Option<&'a mut [T]>,
+    ) -> Self {
+        Self::with_state(h, param, grad, square_avg, grad_avg, momentum_buffer)
+    }
+}
+
+impl<'a, T: Real, S: State<T>> RmspropTensor<'a, T, S> {
+    /// [`RmspropTensor::new`] with the state stored as `S`.
+    pub fn with_state(
+        h: &RmspropHyper,
+        param: &'a mut [T],
+        grad: &'a [T],
+        square_avg: S,
+        grad_avg: Option<S>,
+        momentum_buffer: Option<S>,
     ) -> Self {
         let s = Scalars {
             neg_lr: T::of(-h.lr),
@@ -86,7 +101,7 @@ impl<'a, T: Real> RmspropTensor<'a, T> {
     }
 }
 
-chunk!(RmspropTensor { copy: s; cut: param, grad, square_avg, grad_avg, momentum_buffer });
+chunk!(RmspropTensor<S> { copy: s; cut: param, grad, square_avg, grad_avg, momentum_buffer });
 
 /// `B - a^2`, the centered second moment. `a^2 <= B` holds exactly, so when a huge
 /// gradient has overflowed `B` to infinity the variance is infinite too: `a * a` may
@@ -135,12 +150,17 @@ impl<T: Real> Scalars<T> {
     }
 }
 
-impl<T: Real> RmspropTensor<'_, T> {
+/// One block's slices: parameter, gradient, `square_avg`, `grad_avg`, `momentum_buffer`.
+type Slices<'b, T> = (&'b mut [T], &'b [T], &'b mut [T], Option<&'b mut [T]>, Option<&'b mut [T]>);
+
+impl<T: Real, S: State<T>> RmspropTensor<'_, T, S> {
     #[inline(always)]
-    fn run<const IN_SQRT: bool>(self) {
-        let s = self.s;
-        let lanes = self.param.iter_mut().zip(self.grad).zip(self.square_avg);
-        match (self.grad_avg, self.momentum_buffer) {
+    fn run<const IN_SQRT: bool>(
+        s: Scalars<T>,
+        (param, grad, square_avg, grad_avg, momentum_buffer): Slices<'_, T>,
+    ) {
+        let lanes = param.iter_mut().zip(grad).zip(square_avg);
+        match (grad_avg, momentum_buffer) {
             (None, None) => lanes.for_each(|((p, &g), sq)| s.apply::<IN_SQRT>(p, g, sq, None, None)),
             (Some(avg), None) => {
                 lanes.zip(avg).for_each(|(((p, &g), sq), a)| s.apply::<IN_SQRT>(p, g, sq, Some(a), None))
@@ -155,13 +175,28 @@ impl<T: Real> RmspropTensor<'_, T> {
     }
 }
 
-impl<T: Real> Update for RmspropTensor<'_, T> {
+impl<T: Real, S: State<T>> Update for RmspropTensor<'_, T, S> {
     #[inline(always)]
     fn update(self) {
-        if self.s.eps_in_sqrt {
-            self.run::<true>()
-        } else {
-            self.run::<false>()
+        let Self { s, param, grad, mut square_avg, mut grad_avg, mut momentum_buffer } = self;
+        let (mut sq_scratch, mut avg_scratch, mut buf_scratch) = Default::default();
+        for r in blocks(param.len(), S::BLOCK) {
+            let sq = square_avg.open(r.clone(), &mut sq_scratch);
+            let avg = grad_avg.as_mut().map(|x| x.open(r.clone(), &mut avg_scratch));
+            let buf = momentum_buffer.as_mut().map(|x| x.open(r.clone(), &mut buf_scratch));
+            let slices = (&mut param[r.clone()], &grad[r.clone()], sq, avg, buf);
+            if s.eps_in_sqrt {
+                Self::run::<true>(s, slices)
+            } else {
+                Self::run::<false>(s, slices)
+            }
+            square_avg.close(r.clone(), &mut sq_scratch);
+            if let Some(x) = grad_avg.as_mut() {
+                x.close(r.clone(), &mut avg_scratch);
+            }
+            if let Some(x) = momentum_buffer.as_mut() {
+                x.close(r, &mut buf_scratch);
+            }
         }
     }
 }

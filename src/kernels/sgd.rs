@@ -16,6 +16,7 @@
 //! and with `nesterov` the parameters follow the lecture's look-ahead sequence
 //! `theta_hat_k`. With `momentum = 0` it is plain (minibatch) SGD.
 
+use super::state::{blocks, State};
 use super::{effective_grad, Real, Update};
 
 /// SGD hyperparameters of one param group.
@@ -46,15 +47,15 @@ struct Scalars<T> {
     maximize: bool,
 }
 
-/// One tensor's SGD step.
+/// One tensor's SGD step, with its momentum buffer stored as `S` (see [`State`]).
 #[derive(Debug)]
-pub struct SgdTensor<'a, T> {
+pub struct SgdTensor<'a, T, S = &'a mut [T]> {
     s: Scalars<T>,
     /// `true` when the momentum buffer was just created: it is set to the gradient.
     first: bool,
     param: &'a mut [T],
     grad: &'a [T],
-    momentum_buffer: Option<&'a mut [T]>,
+    momentum_buffer: Option<S>,
 }
 
 impl<'a, T: Real> SgdTensor<'a, T> {
@@ -66,6 +67,19 @@ impl<'a, T: Real> SgdTensor<'a, T> {
         param: &'a mut [T],
         grad: &'a [T],
         momentum_buffer: Option<&'a mut [T]>,
+    ) -> Self {
+        Self::with_state(h, first, param, grad, momentum_buffer)
+    }
+}
+
+impl<'a, T: Real, S: State<T>> SgdTensor<'a, T, S> {
+    /// [`SgdTensor::new`] with the momentum buffer stored as `S`.
+    pub fn with_state(
+        h: &SgdHyper,
+        first: bool,
+        param: &'a mut [T],
+        grad: &'a [T],
+        momentum_buffer: Option<S>,
     ) -> Self {
         let s = Scalars {
             neg_lr: T::of(-h.lr),
@@ -79,27 +93,43 @@ impl<'a, T: Real> SgdTensor<'a, T> {
     }
 }
 
-chunk!(SgdTensor { copy: s, first; cut: param, grad, momentum_buffer });
+chunk!(SgdTensor<S> { copy: s, first; cut: param, grad, momentum_buffer });
 
-impl<T: Real> Update for SgdTensor<'_, T> {
+impl<T: Real, S: State<T>> SgdTensor<'_, T, S> {
+    /// The update of plain slices of equal length.
     #[inline(always)]
-    fn update(self) {
-        let s = self.s;
-        match self.momentum_buffer {
+    fn run(s: Scalars<T>, first: bool, param: &mut [T], grad: &[T], momentum_buffer: Option<&mut [T]>) {
+        match momentum_buffer {
             None => {
-                for (p, &g) in self.param.iter_mut().zip(self.grad) {
+                for (p, &g) in param.iter_mut().zip(grad) {
                     let g = effective_grad(g, *p, s.maximize, s.weight_decay);
                     *p = *p + s.neg_lr * g;
                 }
             }
             Some(buf) => {
-                for ((p, &g), b) in self.param.iter_mut().zip(self.grad).zip(buf) {
+                for ((p, &g), b) in param.iter_mut().zip(grad).zip(buf) {
                     let g = effective_grad(g, *p, s.maximize, s.weight_decay);
-                    *b = if self.first { g } else { *b * s.momentum + s.one_minus_dampening * g };
+                    *b = if first { g } else { *b * s.momentum + s.one_minus_dampening * g };
                     let d = if s.nesterov { g + s.momentum * *b } else { *b };
                     *p = *p + s.neg_lr * d;
                 }
             }
+        }
+    }
+}
+
+impl<T: Real, S: State<T>> Update for SgdTensor<'_, T, S> {
+    #[inline(always)]
+    fn update(self) {
+        let Self { s, first, param, grad, mut momentum_buffer } = self;
+        let Some(buf) = momentum_buffer.as_mut() else {
+            return Self::run(s, first, param, grad, None);
+        };
+        let mut scratch = Default::default();
+        for r in blocks(param.len(), S::BLOCK) {
+            let b = buf.open(r.clone(), &mut scratch);
+            Self::run(s, first, &mut param[r.clone()], &grad[r.clone()], Some(b));
+            buf.close(r, &mut scratch);
         }
     }
 }
