@@ -72,14 +72,9 @@ def state_storage(group: dict[str, Any]) -> None:
     """``group["state_dtype"]`` is ``None`` (the parameters' dtype), ``"float32"`` or
     ``"float64"`` (the same, for parameters of that dtype) or ``"bfloat16"`` (for float32
     parameters), normalized to that name; ``group["seed"]`` is an integer in ``[0, 2**64)``."""
-    value = group["state_dtype"]
-    if value is not None:
-        name = _dtype_name(value)
-        if name not in _STATE_DTYPES:
-            raise ValueError(
-                f"Invalid state_dtype: {value!r} (expected None, 'float32', 'float64' or 'bfloat16')"
-            )
-        group["state_dtype"] = name
+    storage_settings(group)
+    name = group["state_dtype"]
+    if name is not None:
         needs = "float32" if name == BF16 else name
         for i, p in enumerate(group["params"]):
             if p.dtype != needs:
@@ -87,9 +82,23 @@ def state_storage(group: dict[str, Any]) -> None:
                     f"state_dtype={name!r} needs {needs} parameters, but params[{i}] of the group is "
                     f"{p.dtype}" + ("; bfloat16 state is for float32 parameters" if name == BF16 else "")
                 )
-    seed = group["seed"]
-    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral):
-        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
-    if not 0 <= int(seed) < 2**64:
+
+
+def storage_settings(group: dict[str, Any]) -> None:
+    """The part of :func:`state_storage` that does not look at the parameters: cheap
+    enough for every step to repeat, as the group may have been edited since."""
+    value = group.get("state_dtype")
+    if value is not None and value not in _STATE_DTYPES:
+        name = _dtype_name(value)
+        if name not in _STATE_DTYPES:
+            raise ValueError(
+                f"Invalid state_dtype: {value!r} (expected None, 'float32', 'float64' or 'bfloat16')"
+            )
+        group["state_dtype"] = name
+    seed = group.get("seed", 0)
+    if type(seed) is not int:
+        if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral):
+            raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+        seed = group["seed"] = int(seed)
+    if not 0 <= seed < 2**64:
         raise ValueError(f"Invalid seed value: {seed} (must be in [0, 2**64))")
-    group["seed"] = int(seed)

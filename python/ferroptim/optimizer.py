@@ -24,7 +24,7 @@ from typing import Any, ClassVar, TypeVar
 import numpy as np
 
 from . import _bfloat16, _core
-from ._validate import BF16
+from ._validate import BF16, storage_settings
 from .hooks import RemovableHandle, register
 from .parameter import FLOAT_DTYPES, Parameter
 
@@ -784,6 +784,8 @@ class Optimizer:
             call = {k: v for k, v in group.items() if k != "params" and k != "param_names"}
             call.update(tensors)
             try:
+                if "state_dtype" in group:
+                    storage_settings(group)
                 # Private copies: the state is committed only once the kernel accepted every array.
                 states = [old.copy() if old else self._init_state(p, group) for p, old in zip(params, olds)]
                 slot_arrays = self._slot_arrays
