@@ -4,6 +4,7 @@
 pub mod arrays;
 pub mod optimizers;
 pub mod sampler;
+pub mod stream;
 pub mod threads;
 
 use pyo3::prelude::*;

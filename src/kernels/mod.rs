@@ -37,6 +37,7 @@ pub mod adagrad_norm;
 pub mod adam;
 pub mod rmsprop;
 pub mod sgd;
+pub mod stream;
 
 /// The floating-point element types the kernels are written for.
 pub trait Real: num_traits::Float + Send + Sync + 'static {
