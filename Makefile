@@ -6,14 +6,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 export VIRTUAL_ENV := $(CURDIR)/$(VENV)
 
-.PHONY: demo test venv build test-deps lint rust-test valgrind py-test bench clean
+.PHONY: demo test venv build test-deps lint rust-test valgrind py-test bench bench-quick bench-rust clean
 # The steps share one virtual environment: never run them concurrently (make -j).
 .NOTPARALLEL:
 
 demo: build
 	$(BIN)/python -m ferroptim compare
 
-test: test-deps build lint rust-test valgrind py-test
+test: test-deps build lint rust-test valgrind py-test bench-quick
 
 venv:
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -58,9 +58,18 @@ valgrind:
 py-test:
 	$(BIN)/python -m pytest -q
 
+# The side-by-side benchmark (a few minutes); tables in benches/results/.
 bench: build
 	$(BIN)/python -m pip install -q torch
 	$(BIN)/python benches/bench_step.py
+
+# The same script on tiny shapes, in seconds: run by `make test` so it cannot rot.
+bench-quick:
+	$(BIN)/python benches/bench_step.py --quick
+
+# Criterion benches of the Rust kernels (bytes/s per kernel, size and dtype).
+bench-rust:
+	cargo bench --bench kernels
 
 clean:
 	rm -rf $(VENV) target python/ferroptim/*.so

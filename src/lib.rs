@@ -28,5 +28,7 @@ mod _core {
     #[pymodule_export]
     use crate::bindings::sampler::{Batches, MinibatchSampler};
     #[pymodule_export]
+    use crate::bindings::stream::stream_axpy;
+    #[pymodule_export]
     use crate::bindings::threads::{get_num_threads, get_simd_level, set_num_threads, set_simd_level};
 }

@@ -39,6 +39,7 @@ __all__ = [
     "set_simd_level",
     "Batches",
     "MinibatchSampler",
+    "_stream_axpy",
 ]
 
 def sgd_step(groups: list[dict[str, Any]]) -> None:
@@ -76,6 +77,14 @@ def check_params(arrays: list[Any], names: list[str]) -> int | None:
     """Raises ``ValueError`` (naming the array) for a layout the kernels cannot address;
     returns the position of the first array that cannot be updated in the same step as
     the arrays before it (rust-numpy's borrow checker refuses it), or ``None``."""
+
+def _stream_axpy(y: npt.NDArray[np.floating[Any]], x: npt.NDArray[np.floating[Any]], a: float) -> None:
+    """``y += a * x`` in place on the optimizers' thread pool, with the GIL released.
+
+    A benchmark helper, not API: ``benches/bench_step.py`` times it as the streaming
+    bandwidth ceiling (read ``x``, read ``y``, write ``y``: 12 bytes per float32
+    element). ``y`` and ``x`` are C-contiguous, aligned arrays of one shape and one
+    dtype (float32 or float64), in separate memory."""
 
 def set_num_threads(threads: int) -> None:
     """Sets the number of threads every following step runs on."""

@@ -5,6 +5,7 @@ pub mod arrays;
 pub mod clip;
 pub mod optimizers;
 pub mod sampler;
+pub mod stream;
 pub mod threads;
 
 use pyo3::prelude::*;

@@ -66,6 +66,7 @@ pub mod radam;
 pub mod rmsprop;
 pub mod sgd;
 pub mod state;
+pub mod stream;
 
 /// The floating-point element types the kernels are written for.
 pub trait Real: num_traits::Float + Send + Sync + 'static {
