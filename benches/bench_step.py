@@ -248,6 +248,8 @@ class Algorithm:
     bytes_per_element: Callable[[int], int]
     #: Whether ferroptim's result is compared with the others' after warm-up, and how closely.
     tolerance: float | None = None
+    #: The parameter dtypes the algorithm exists for.
+    dtypes: tuple[str, ...] = ("float32", "float64")
 
 
 def _streams(count: int) -> Callable[[int], int]:
@@ -329,6 +331,7 @@ ALGORITHMS = [
         None,
         lambda itemsize: 3 * itemsize + 2 * 2 * 2,
         tolerance=3e-2,  # stochastically rounded bfloat16 moments: close, not equal
+        dtypes=("float32",),  # bfloat16 state is for float32 parameters
     ),
 ]
 
@@ -806,7 +809,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         for seed, (shape_name, shape_list) in enumerate(shapes.items()):
             values, grads = make_data(shape_list, dtype, seed)
             print(f"measuring {dtype_name} {shape_name} ...", file=sys.stderr, flush=True)
-            group = [run_case(algo, shape_name, values, grads, settings, problems) for algo in algorithms]
+            group = [
+                run_case(algo, shape_name, values, grads, settings, problems)
+                for algo in algorithms
+                if dtype_name in algo.dtypes
+            ]
             del values, grads
             gc.collect()
             ceiling = finish_shape(group)
