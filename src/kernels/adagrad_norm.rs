@@ -44,14 +44,28 @@ impl<'a, T: Real> GradSquares<'a, T> {
         Self { weight_decay: T::of(h.weight_decay), maximize: h.maximize, param, grad }
     }
 
-    /// `sum_i g_i^2`, accumulated left to right in `f64`.
+    /// `sum_i g_i^2` in `f64`: element `i` adds into accumulator `i % LANES`, and the
+    /// accumulators are added pairwise at the end. A fixed order (so the same bits for
+    /// any thread count), without one long chain of dependent additions.
     pub fn sum(self) -> f64 {
-        let mut acc = 0.0f64;
-        for (&p, &g) in self.param.iter().zip(self.grad) {
+        const LANES: usize = 8;
+        let square = |p: T, g: T| {
             let g = effective_grad(g, p, self.maximize, self.weight_decay).widen();
-            acc += g * g;
+            g * g
+        };
+        let mut acc = [0.0f64; LANES];
+        let (params, grads) = (self.param.chunks_exact(LANES), self.grad.chunks_exact(LANES));
+        let (param_tail, grad_tail) = (params.remainder(), grads.remainder());
+        for (p, g) in params.zip(grads) {
+            for lane in 0..LANES {
+                acc[lane] += square(p[lane], g[lane]);
+            }
         }
-        acc
+        for (lane, (&p, &g)) in param_tail.iter().zip(grad_tail).enumerate() {
+            acc[lane] += square(p, g);
+        }
+        let [a, b, c, d, e, f, g, h] = acc;
+        ((a + b) + (c + d)) + ((e + f) + (g + h))
     }
 }
 
