@@ -250,6 +250,8 @@ class Algorithm:
     tolerance: float | None = None
     #: The parameter dtypes the algorithm exists for.
     dtypes: tuple[str, ...] = ("float32", "float64")
+    #: ferroptim steps ``fo.flatten_parameters(values).param``: every tensor in one buffer.
+    flat: bool = False
 
 
 def _streams(count: int) -> Callable[[int], int]:
@@ -312,6 +314,18 @@ ALGORITHMS = [
         _streams(7),
     ),
     Algorithm(
+        # The same Adam, with ferroptim's parameters in one flat buffer (fo.flatten_parameters)
+        # and the optimizer over the whole buffer; torch and NumPy still see separate tensors.
+        "Adam flat buffer",
+        lambda ps: fo.Adam(ps, lr=1e-3),
+        torch.optim.Adam,
+        dict(lr=1e-3),
+        TORCH_MODES,
+        lambda ps, gs: numpy_adam(ps, gs, lr=1e-3),
+        _streams(7),
+        flat=True,
+    ),
+    Algorithm(
         "AdagradNorm",
         lambda ps: fo.AdagradNorm(ps, lr=1.0, b0=0.01),
         None,
@@ -354,8 +368,8 @@ TARGETS = [
     Target(("Adam",), ("1×1e7", "1×3e7"), "fused=True", 1.0),
     Target(("Adam",), ("1×1e7", "1×3e7"), "ceiling", 0.9),
     Target(("Adam bf16 state",), ("1×3e7",), "fused=True", 1.25),  # <= 0.8× fused time
-    Target(("Adam",), ("1000×1e3",), "fused=True", 10.0),
-    Target(("Adam",), ("ResNet-like",), "fused=True", 1.25),
+    Target(("Adam", "Adam flat buffer"), ("1000×1e3",), "fused=True", 10.0),
+    Target(("Adam", "Adam flat buffer"), ("ResNet-like",), "fused=True", 1.25),
     Target(None, ("1×1e3",), "time", 5e-6),
     Target(("SGD momentum", "Adagrad"), ("1×1e7", "1×3e7"), "fused=True", 1.0),
     Target(("SGD momentum", "Adagrad"), ("1×1e7", "1×3e7"), "ceiling", 0.9),
@@ -512,6 +526,13 @@ def make_data(shapes: list[tuple[int, ...]], dtype: np.dtype, seed: int) -> tupl
 
 
 def ferroptim_contestant(algo: Algorithm, values: Arrays, grads: Arrays) -> Contestant:
+    if algo.flat:
+        flat = fo.flatten_parameters(values)
+        for p, g in zip(flat.params, grads):
+            p.grad = g  # copied into the flat gradient buffer, once
+        return Contestant(
+            "ferroptim", algo.ferroptim([flat.param]).step, [p.view(np.ndarray) for p in flat.params]
+        )
     params = [fo.Parameter(v.copy(), g) for v, g in zip(values, grads)]
     return Contestant("ferroptim", algo.ferroptim(params).step, [p.view(np.ndarray) for p in params])
 
