@@ -457,8 +457,9 @@ class Entry:
     #: per-parameter float state besides ``step`` that every non-empty state has (NAdam's
     #: ``mu_product``); compared exactly, as ``step``.
     scalars: tuple[str, ...] = ()
-    #: the most steps an example takes (RAdam's rectification starts at step 6).
-    max_steps: int = 3
+    #: how many steps an example takes, at least and at most (RAdam's rectification
+    #: starts at step 6 and its momentum-SGD steps come before).
+    steps: tuple[int, int] = (1, 3)
     #: the state is per scope (AdagradNorm's ``b_sq``), not per parameter.
     scoped: bool = False
 
@@ -542,7 +543,7 @@ REGISTRY = [
         RADAM_KWARGS,
         per_tensor(radam_reference),
         required=("exp_avg", "exp_avg_sq"),
-        max_steps=8,
+        steps=(6, 8),
     ),
     Entry(
         fo.Adamax,
@@ -658,7 +659,7 @@ class Setup:
 
 
 @st.composite
-def setups(draw: st.DrawFn, entry: Entry, max_steps: int | None = None) -> Setup:
+def setups(draw: st.DrawFn, entry: Entry, steps: tuple[int, int] | None = None) -> Setup:
     n = draw(st.integers(1, 4))
     shapes = [draw(SHAPES) for _ in range(n)]
     # at most one large tensor, so that an example stays fast
@@ -676,9 +677,8 @@ def setups(draw: st.DrawFn, entry: Entry, max_steps: int | None = None) -> Setup
     groups = [g for g in groups if g]
     defaults = draw(entry.kwargs)
     overrides = [draw(st.just({}) | entry.kwargs) for _ in groups]
-    steps = draw(st.integers(1, max_steps or entry.max_steps))
     grads = []
-    for k in range(steps):
+    for k in range(draw(st.integers(*(steps or entry.steps)))):
         row: list[np.ndarray | None] = []
         for i in range(n):
             if draw(st.integers(0, 4)) == 0:
@@ -805,7 +805,7 @@ SCOPED_CORRUPTIONS = ("state-b_sq",)
 @st.composite
 def malformed_steps(draw: st.DrawFn, entry: Entry) -> tuple[Setup, str, int, Any]:
     """A setup that stepped validly, one parameter (with a gradient) to corrupt, and how."""
-    setup = draw(setups(entry, max_steps=2))
+    setup = draw(setups(entry, steps=(1, 2)))
     kinds = GRAD_CORRUPTIONS + GROUP_CORRUPTIONS + (SCOPED_CORRUPTIONS if entry.scoped else STATE_CORRUPTIONS)
     kind = draw(st.sampled_from(kinds))
     target = draw(st.integers(0, len(setup.params) - 1))
@@ -910,7 +910,7 @@ LOAD_CORRUPTIONS = (
 @pytest.mark.parametrize("entry", ENTRIES)
 @given(data=st.data())
 def test_corrupted_state_dict_is_refused(entry: Entry, data: st.DataObject) -> None:
-    setup = data.draw(setups(entry, max_steps=2))
+    setup = data.draw(setups(entry, steps=(1, 2)))
     opt = setup.build()
     for k in range(len(setup.grads)):
         setup.step(opt, k)
