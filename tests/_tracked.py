@@ -154,6 +154,19 @@ class Tracked:
             err = np.where(self.val != 0, t * np.abs(val / self.val) * self.err, 0.0) + 2 * u * np.abs(val)
         return self._finish(val, err, (self.err == 0) & ~np.isfinite(val))
 
+    def __abs__(self) -> Tracked:
+        return Tracked(np.abs(self.val), self.err)
+
+    def sign(self) -> Tracked:
+        """``numpy.sign`` (NaN stays NaN), exact where the value is surely on one side of
+        zero, or exactly zero; where another implementation's value (within ``SLACK``
+        bounds) could be on the other side, the sign is unknown: an infinite bound."""
+        with np.errstate(all="ignore"):
+            val = np.sign(self.val)
+            sure = (np.abs(self.val) > SLACK * self.err) | (self.err == 0)
+            err = np.where(sure, 0.0, np.inf)
+        return Tracked(val, err)
+
     def maximum(self, other: Any) -> Tracked:
         """NaN-propagating maximum, as torch.maximum (1-Lipschitz in each operand)."""
         b = self._other(other)

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from _tracked import Tracked, assert_matches, const
+from _tracked import SLACK, Tracked, assert_matches, const
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -149,6 +149,28 @@ def adadelta_reference(h: dict[str, Any], p: Tracked, g: Tracked, s: dict[str, A
     return p - const(h["lr"], dt) * delta
 
 
+def _decayed(h: dict[str, Any], p: Tracked, g: Tracked, decoupled: bool) -> tuple[Tracked, Tracked]:
+    """The Adam family's first lines: ``g <- -g`` when maximizing, then either decoupled
+    weight decay ``theta <- theta (1 - lr wd)`` (``1 - lr wd`` in float64) or L2 ``g <- g + wd theta``."""
+    if h["maximize"]:
+        g = -g
+    if h["weight_decay"] != 0:
+        if decoupled:
+            one, lr, wd = (Tracked.exact(x) for x in (1.0, h["lr"], h["weight_decay"]))
+            p = p * (one - lr * wd).astype(p.dtype)
+        else:
+            g = g + const(h["weight_decay"], p.dtype) * p
+    return p, g
+
+
+def _adam_moments(h: dict[str, Any], g: Tracked, s: dict[str, Any]) -> None:
+    """``m <- beta1 m + (1 - beta1) g``, ``v <- beta2 v + (1 - beta2) g^2`` (zeros when new)."""
+    dt = g.dtype
+    beta1, beta2 = h["betas"]
+    s["exp_avg"] = const(beta1, dt) * s.get("exp_avg", _zeros(g)) + const(1 - beta1, dt) * g
+    s["exp_avg_sq"] = const(beta2, dt) * s.get("exp_avg_sq", _zeros(g)) + const(1 - beta2, dt) * g * g
+
+
 def adam_reference(h: dict[str, Any], p: Tracked, g: Tracked, s: dict[str, Any]) -> Tracked:
     """Adam (Kingma & Ba, Algorithm 1): ``m_hat = m / (1 - beta1^t)``, ``v_hat = v / (1 - beta2^t)``,
     ``theta <- theta - lr m_hat / (sqrt(v_hat) + eps)``; AMSGrad keeps ``max(v)`` (torch keeps
@@ -158,17 +180,8 @@ def adam_reference(h: dict[str, Any], p: Tracked, g: Tracked, s: dict[str, Any])
     s["step"] += 1
     t = s["step"]
     beta1, beta2 = h["betas"]
-    if h["maximize"]:
-        g = -g
-    if h["weight_decay"] != 0:
-        if h["decoupled_weight_decay"]:
-            p = p * (Tracked.exact(1.0) - Tracked.exact(h["lr"]) * Tracked.exact(h["weight_decay"])).astype(
-                dt
-            )
-        else:
-            g = g + const(h["weight_decay"], dt) * p
-    s["exp_avg"] = const(beta1, dt) * s.get("exp_avg", _zeros(p)) + const(1 - beta1, dt) * g
-    s["exp_avg_sq"] = const(beta2, dt) * s.get("exp_avg_sq", _zeros(p)) + const(1 - beta2, dt) * g * g
+    p, g = _decayed(h, p, g, h["decoupled_weight_decay"])
+    _adam_moments(h, g, s)
     v = s["exp_avg_sq"]
     if h["amsgrad"]:
         s["max_exp_avg_sq"] = s.get("max_exp_avg_sq", _zeros(p)).maximum(v)
@@ -177,6 +190,90 @@ def adam_reference(h: dict[str, Any], p: Tracked, g: Tracked, s: dict[str, Any])
     m_hat = s["exp_avg"] / (one - Tracked.exact(beta1) ** t).astype(dt)
     v_hat = v / (one - Tracked.exact(beta2) ** t).astype(dt)
     return p - const(h["lr"], dt) * m_hat / (v_hat.sqrt() + const(h["eps"], dt))
+
+
+def nadam_reference(h: dict[str, Any], p: Tracked, g: Tracked, s: dict[str, Any]) -> Tracked:
+    """NAdam (Dozat 2016) as torch.optim.NAdam: the momentum schedule
+    ``mu_t = beta1 (1 - 0.5 * 0.96^(t psi))`` (float64) and its running product, kept in
+    ``mu_product`` as torch's float32 tensor keeps it (rounded to float32, times ``mu_t``
+    rounded to float32, at every step); with ``d = sqrt(v / (1 - beta2^t)) + eps``,
+    ``theta <- theta - lr (1 - mu_t) / (1 - prod_{i<=t} mu_i) g / d
+    - lr mu_{t+1} / (1 - prod_{i<=t+1} mu_i) m / d``, the coefficients in float64 (the
+    product with ``mu_{t+1}`` too); NAdamW's decoupled decay first."""
+    dt = p.dtype
+    s["step"] += 1
+    t = s["step"]
+    beta1, beta2 = h["betas"]
+    psi = h["momentum_decay"]
+    p, g = _decayed(h, p, g, h["decoupled_weight_decay"])
+    _adam_moments(h, g, s)
+    s["mu_product"] = float(
+        np.float32(s.get("mu_product", 1.0)) * np.float32(beta1 * (1.0 - 0.5 * 0.96 ** (t * psi)))
+    )
+    one, half, lr, beta = (Tracked.exact(x) for x in (1.0, 0.5, h["lr"], beta1))
+    mu = beta * (one - half * Tracked.exact(0.96) ** (t * psi))
+    mu_next = beta * (one - half * Tracked.exact(0.96) ** ((t + 1) * psi))
+    mu_product = Tracked.exact(s["mu_product"])
+    grad_step = (lr * (one - mu) / (one - mu_product)).astype(dt)
+    avg_step = (lr * mu_next / (one - mu_product * mu_next)).astype(dt)
+    bias_correction2 = (one - Tracked.exact(beta2) ** t).astype(dt)
+    d = (s["exp_avg_sq"] / bias_correction2).sqrt() + const(h["eps"], dt)
+    return p - grad_step * g / d - avg_step * s["exp_avg"] / d
+
+
+def radam_reference(h: dict[str, Any], p: Tracked, g: Tracked, s: dict[str, Any]) -> Tracked:
+    """RAdam (Liu et al. 2020, Algorithm 2) as torch.optim.RAdam: with
+    ``rho_inf = 2 / (1 - beta2) - 1`` and ``rho_t = rho_inf - 2 t beta2^t / (1 - beta2^t)``
+    (float64), ``theta <- theta - lr m_hat r_t sqrt(1 - beta2^t) / (sqrt(v) + eps)`` when
+    ``rho_t > 5``, with ``r_t = sqrt((rho_t - 4)(rho_t - 2) rho_inf / ((rho_inf - 4)(rho_inf - 2) rho_t))``,
+    else ``theta <- theta - lr m_hat`` (momentum SGD); ``m_hat = m / (1 - beta1^t)``."""
+    dt = p.dtype
+    s["step"] += 1
+    t = s["step"]
+    beta1, beta2 = h["betas"]
+    p, g = _decayed(h, p, g, h["decoupled_weight_decay"])
+    _adam_moments(h, g, s)
+    one, two, four, five = (Tracked.exact(x) for x in (1.0, 2.0, 4.0, 5.0))
+    bias_correction2 = one - Tracked.exact(beta2) ** t
+    m_hat = s["exp_avg"] / (one - Tracked.exact(beta1) ** t).astype(dt)
+    rho_inf = two / (one - Tracked.exact(beta2)) - one
+    rho_t = rho_inf - Tracked.exact(2.0 * t) * Tracked.exact(beta2) ** t / bias_correction2
+    lr = const(h["lr"], dt)
+    if not rho_t.val > five.val + SLACK * rho_t.err:
+        if rho_t.val >= five.val - SLACK * rho_t.err:  # either side of the switch, within rounding
+            return Tracked(p.val, np.full(p.val.shape, np.inf))
+        return p - m_hat * lr
+    r_t = ((rho_t - four) * (rho_t - two) * rho_inf / ((rho_inf - four) * (rho_inf - two) * rho_t)).sqrt()
+    adaptive = bias_correction2.sqrt().astype(dt) / (s["exp_avg_sq"].sqrt() + const(h["eps"], dt))
+    return p - m_hat * lr * adaptive * r_t.astype(dt)
+
+
+def adamax_reference(h: dict[str, Any], p: Tracked, g: Tracked, s: dict[str, Any]) -> Tracked:
+    """Adamax (Kingma & Ba, Algorithm 2) as torch.optim.Adamax: ``u <- max(beta2 u, |g| + eps)``
+    (NaN-propagating), ``theta <- theta - lr / (1 - beta1^t) m / u``."""
+    dt = p.dtype
+    s["step"] += 1
+    t = s["step"]
+    beta1, beta2 = h["betas"]
+    g = _grad(h, p, g)
+    s["exp_avg"] = const(beta1, dt) * s.get("exp_avg", _zeros(p)) + const(1 - beta1, dt) * g
+    s["exp_inf"] = (const(beta2, dt) * s.get("exp_inf", _zeros(p))).maximum(abs(g) + const(h["eps"], dt))
+    one = Tracked.exact(1.0)
+    clr = (Tracked.exact(h["lr"]) / (one - Tracked.exact(beta1) ** t)).astype(dt)
+    return p - clr * (s["exp_avg"] / s["exp_inf"])
+
+
+def lion_reference(h: dict[str, Any], p: Tracked, g: Tracked, s: dict[str, Any]) -> Tracked:
+    """Lion (Chen et al. 2023, Algorithm 2): ``c = beta1 m + (1 - beta1) g``,
+    ``theta <- theta (1 - lr wd)``, ``theta <- theta - lr sign(c)``, ``m <- beta2 m + (1 - beta2) g``.
+    No ``step``. Where ``c`` is within rounding of zero its sign, and so the parameter, is unknown."""
+    dt = p.dtype
+    beta1, beta2 = h["betas"]
+    p, g = _decayed(h, p, g, decoupled=True)
+    m = s.get("exp_avg", _zeros(p))
+    c = const(beta1, dt) * m + const(1 - beta1, dt) * g
+    s["exp_avg"] = const(beta2, dt) * m + const(1 - beta2, dt) * g
+    return p - const(h["lr"], dt) * c.sign()
 
 
 def scope_key(groups: list[dict[str, Any]], gi: int, i: int) -> tuple[Any, ...]:
@@ -284,6 +381,27 @@ ADAM_KWARGS = st.fixed_dictionaries(
     optional={"decoupled_weight_decay": FLAG},
 )
 ADAMW_KWARGS = ADAM_KWARGS.map(lambda kw: {k: v for k, v in kw.items() if k != "decoupled_weight_decay"})
+NADAM_KWARGS = st.fixed_dictionaries(
+    {
+        "lr": LR,
+        "betas": st.tuples(BETA, BETA),
+        "eps": EPS,
+        "weight_decay": WEIGHT_DECAY,
+        "momentum_decay": st.sampled_from([0.0, 4e-3, 0.1, 10.0]),
+        "maximize": FLAG,
+    },
+    optional={"decoupled_weight_decay": FLAG},
+)
+RADAM_KWARGS = st.fixed_dictionaries(
+    {"lr": LR, "betas": st.tuples(BETA, BETA), "eps": EPS, "weight_decay": WEIGHT_DECAY, "maximize": FLAG},
+    optional={"decoupled_weight_decay": FLAG},
+)
+ADAMAX_KWARGS = st.fixed_dictionaries(
+    {"lr": LR, "betas": st.tuples(BETA, BETA), "eps": EPS, "weight_decay": WEIGHT_DECAY, "maximize": FLAG}
+)
+LION_KWARGS = st.fixed_dictionaries(
+    {"lr": LR, "betas": st.tuples(BETA, BETA), "weight_decay": WEIGHT_DECAY, "maximize": FLAG}
+)
 ADAGRAD_NORM_KWARGS = st.fixed_dictionaries(
     {
         "lr": LR,
@@ -336,6 +454,12 @@ class Entry:
     init_only: tuple[str, ...] = ()
     #: whether the per-parameter state carries torch's ``step``.
     counts_steps: bool = True
+    #: per-parameter float state besides ``step`` that every non-empty state has (NAdam's
+    #: ``mu_product``); compared exactly, as ``step``.
+    scalars: tuple[str, ...] = ()
+    #: how many steps an example takes, at least and at most (RAdam's rectification
+    #: starts at step 6 and its momentum-SGD steps come before).
+    steps: tuple[int, int] = (1, 3)
     #: the state is per scope (AdagradNorm's ``b_sq``), not per parameter.
     scoped: bool = False
 
@@ -399,6 +523,44 @@ REGISTRY = [
         required=("exp_avg", "exp_avg_sq"),
     ),
     Entry(
+        fo.NAdam,
+        {
+            **COMMON,
+            "lr": 2e-3,
+            "betas": (0.9, 0.999),
+            "eps": 1e-8,
+            "momentum_decay": 4e-3,
+            "decoupled_weight_decay": False,
+        },
+        NADAM_KWARGS,
+        per_tensor(nadam_reference),
+        required=("exp_avg", "exp_avg_sq"),
+        scalars=("mu_product",),
+    ),
+    Entry(
+        fo.RAdam,
+        {**COMMON, "lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "decoupled_weight_decay": False},
+        RADAM_KWARGS,
+        per_tensor(radam_reference),
+        required=("exp_avg", "exp_avg_sq"),
+        steps=(6, 8),
+    ),
+    Entry(
+        fo.Adamax,
+        {**COMMON, "lr": 2e-3, "betas": (0.9, 0.999), "eps": 1e-8},
+        ADAMAX_KWARGS,
+        per_tensor(adamax_reference),
+        required=("exp_avg", "exp_inf"),
+    ),
+    Entry(
+        fo.Lion,
+        {**COMMON, "lr": 1e-4, "betas": (0.9, 0.99)},
+        LION_KWARGS,
+        per_tensor(lion_reference),
+        required=("exp_avg",),
+        counts_steps=False,
+    ),
+    Entry(
         fo.AdagradNorm,
         {**COMMON, "lr": 1.0, "b0": 0.01, "scope": "global"},
         ADAGRAD_NORM_KWARGS,
@@ -415,6 +577,11 @@ def test_registry_covers_every_optimizer():
     exported = {getattr(fo, n) for n in fo.__all__}
     classes = {c for c in exported if isinstance(c, type) and issubclass(c, fo.Optimizer)} - {fo.Optimizer}
     assert classes <= {e.cls for e in REGISTRY}, "add an Entry for every optimizer class"
+
+
+@pytest.mark.parametrize("entry", ENTRIES)
+def test_registry_defaults_are_the_classes(entry: Entry) -> None:
+    assert entry.cls([np.zeros(1)]).defaults == entry.defaults
 
 
 # --------------------------------------------------------------------------------------------
@@ -492,7 +659,7 @@ class Setup:
 
 
 @st.composite
-def setups(draw: st.DrawFn, entry: Entry, max_steps: int = 3) -> Setup:
+def setups(draw: st.DrawFn, entry: Entry, steps: tuple[int, int] | None = None) -> Setup:
     n = draw(st.integers(1, 4))
     shapes = [draw(SHAPES) for _ in range(n)]
     # at most one large tensor, so that an example stays fast
@@ -510,9 +677,8 @@ def setups(draw: st.DrawFn, entry: Entry, max_steps: int = 3) -> Setup:
     groups = [g for g in groups if g]
     defaults = draw(entry.kwargs)
     overrides = [draw(st.just({}) | entry.kwargs) for _ in groups]
-    steps = draw(st.integers(1, max_steps))
     grads = []
-    for k in range(steps):
+    for k in range(draw(st.integers(*(steps or entry.steps)))):
         row: list[np.ndarray | None] = []
         for i in range(n):
             if draw(st.integers(0, 4)) == 0:
@@ -555,8 +721,8 @@ def _compare(
                 want = {k: v for k, v in want.items() if k != "step"}
             assert set(got) == set(want), f"{where}: state keys {sorted(got)} != {sorted(want)}"
             for key, value in want.items():
-                if key == "step":
-                    assert got["step"] == value, f"{where}: step {got['step']} != {value}"
+                if key in ("step", *entry.scalars):
+                    assert got[key] == value, f"{where}: {key} {got[key]} != {value}"
                 else:
                     assert_matches(got[key], value, f"{where}, state {key!r}")
     if entry.scoped:
@@ -639,7 +805,7 @@ SCOPED_CORRUPTIONS = ("state-b_sq",)
 @st.composite
 def malformed_steps(draw: st.DrawFn, entry: Entry) -> tuple[Setup, str, int, Any]:
     """A setup that stepped validly, one parameter (with a gradient) to corrupt, and how."""
-    setup = draw(setups(entry, max_steps=2))
+    setup = draw(setups(entry, steps=(1, 2)))
     kinds = GRAD_CORRUPTIONS + GROUP_CORRUPTIONS + (SCOPED_CORRUPTIONS if entry.scoped else STATE_CORRUPTIONS)
     kind = draw(st.sampled_from(kinds))
     target = draw(st.integers(0, len(setup.params) - 1))
@@ -684,12 +850,15 @@ def test_malformed_step_raises_and_changes_nothing(entry: Entry, data: st.DataOb
     elif kind == "state-dtype":
         state[data.draw(st.sampled_from(arrays))] = np.zeros(p.shape, dtype=bad_dtype)
     elif kind == "state-missing":
-        required = [k for k in (*entry.required, "step") if k in state]
-        assume(required)
+        required = [k for k in (*entry.required, "step", *entry.scalars) if k in state]
+        assume(required and len(state) > 1)  # an emptied state is a fresh one, as torch's
         del state[data.draw(st.sampled_from(required))]
     elif kind == "state-step":
-        assume("step" in state)
-        state["step"] = data.draw(st.sampled_from(["3", None, -1.0, float("nan"), np.zeros(2)]))
+        scalars = [k for k in ("step", *entry.scalars) if k in state]
+        assume(scalars)
+        state[data.draw(st.sampled_from(scalars))] = data.draw(
+            st.sampled_from(["3", None, -1.0, float("nan"), np.zeros(2)])
+        )
     elif kind == "state-not-array":
         state[data.draw(st.sampled_from(arrays))] = "zeros"
     elif kind == "state-b_sq":
@@ -741,7 +910,7 @@ LOAD_CORRUPTIONS = (
 @pytest.mark.parametrize("entry", ENTRIES)
 @given(data=st.data())
 def test_corrupted_state_dict_is_refused(entry: Entry, data: st.DataObject) -> None:
-    setup = data.draw(setups(entry, max_steps=2))
+    setup = data.draw(setups(entry, steps=(1, 2)))
     opt = setup.build()
     for k in range(len(setup.grads)):
         setup.step(opt, k)
@@ -796,12 +965,15 @@ def test_corrupted_state_dict_is_refused(entry: Entry, data: st.DataObject) -> N
         elif kind == "state-unknown-key":
             entry_state["momentum"] = np.zeros(1)
         elif kind == "step-bad":
-            key = "b_sq" if entry.scoped else "step"
-            assume(key in entry_state)
-            entry_state[key] = data.draw(st.sampled_from(["3", -1.0, float("nan"), [1.0, 2.0], None]))
+            first = "b_sq" if entry.scoped else "step"
+            scalars = [k for k in (first, *entry.scalars) if k in entry_state]
+            assume(scalars)
+            entry_state[data.draw(st.sampled_from(scalars))] = data.draw(
+                st.sampled_from(["3", -1.0, float("nan"), [1.0, 2.0], None])
+            )
         elif kind == "state-missing-key":
-            required = [k for k in (*entry.required, "step") if k in entry_state]
-            assume(required)
+            required = [k for k in (*entry.required, "step", *entry.scalars) if k in entry_state]
+            assume(required and len(entry_state) > 1)  # an emptied state is a fresh one, as torch's
             del entry_state[data.draw(st.sampled_from(required))]
         else:
             assume(arrays)

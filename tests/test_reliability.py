@@ -517,7 +517,9 @@ def test_adagrad_norm_accumulates_in_float64_past_float32_overflow(scope):
 # regressions found by tests/test_properties.py
 
 
-@pytest.mark.parametrize("cls", [fo.Adagrad, fo.RMSprop, fo.Adadelta, fo.Adam, fo.AdamW])
+@pytest.mark.parametrize(
+    "cls", [fo.Adagrad, fo.RMSprop, fo.Adadelta, fo.Adam, fo.AdamW, fo.NAdam, fo.RAdam, fo.Adamax]
+)
 @pytest.mark.parametrize("bad", ["missing", "3", None, -1.0, float("nan"), np.zeros(2)], ids=repr)
 def test_corrupted_live_step_raises_naming_the_parameter(cls, bad):
     """A state ``step`` deleted, or set to something that is not a finite non-negative number,
@@ -531,6 +533,23 @@ def test_corrupted_live_step_raises_naming_the_parameter(cls, bad):
         opt.state[p]["step"] = bad
     before = p.copy()
     with pytest.raises(ValueError, match=r"'step' of param_groups\[0\]\['params'\]\[1\]"):
+        opt.step(grads=[np.ones(2), np.ones(3)])
+    assert np.array_equal(p, before)
+
+
+@pytest.mark.parametrize("bad", ["missing", "3", None, True, -1.0, float("nan"), np.zeros(2)], ids=repr)
+def test_corrupted_live_mu_product_raises_naming_the_parameter(bad):
+    """NAdam's state ``mu_product`` set to a string, a bool, a negative number or NaN was
+    used (NaN made the parameter NaN); a 2-element array raised naming only the group."""
+    p = np.zeros(3)
+    opt = fo.NAdam([np.zeros(2), p], lr=0.1)
+    opt.step(grads=[np.ones(2), np.ones(3)])
+    if isinstance(bad, str) and bad == "missing":
+        del opt.state[p]["mu_product"]
+    else:
+        opt.state[p]["mu_product"] = bad
+    before = p.copy()
+    with pytest.raises(ValueError, match=r"'mu_product' of param_groups\[0\]\['params'\]\[1\]"):
         opt.step(grads=[np.ones(2), np.ones(3)])
     assert np.array_equal(p, before)
 

@@ -805,17 +805,19 @@ class Optimizer:
 
     def _check_current(self, gi: int, index: list[int], olds: list[dict[str, Any] | None]) -> None:
         """Raises if a state about to step lacks an array or scalar its settings need,
-        or holds a ``step`` that is not a finite non-negative number."""
-        needed = (("step",) if self.counts_steps else ()) + self.required_state + self.scalar_state
+        or holds a ``step`` (or other scalar, NAdam's ``mu_product``) that is not a finite
+        non-negative number."""
+        scalars = (("step",) if self.counts_steps else ()) + self.scalar_state
+        needed = scalars + self.required_state
         for i, old in zip(index, olds):
             if old:
                 for name in needed:
                     if old.get(name) is None:
                         raise ValueError(f"state {name!r} of {_site(gi, i)} is missing")
-                if self.counts_steps:
-                    step = old["step"]
-                    if type(step) is not float or not 0.0 <= step < math.inf:  # fast path: a good float
-                        _scalar(step, f"state 'step' of {_site(gi, i)}")
+                for name in scalars:
+                    value = old[name]
+                    if type(value) is not float or not 0.0 <= value < math.inf:  # fast path: a good float
+                        _scalar(value, f"state {name!r} of {_site(gi, i)}")
 
     def _rounding_keys(
         self, gi: int, index: list[int], states: list[dict[str, Any]]
