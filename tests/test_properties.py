@@ -468,18 +468,20 @@ class Entry:
 
 
 COMMON = {"weight_decay": 0.0, "maximize": False}
+#: The state storage settings of the optimizers that can keep bfloat16 state.
+STORAGE = {"state_dtype": None, "seed": 0}
 ADAM_DEFAULTS = {**COMMON, "lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "amsgrad": False}
 REGISTRY = [
     Entry(
         fo.SGD,
-        {**COMMON, "lr": 1e-3, "momentum": 0.0, "dampening": 0.0, "nesterov": False},
+        {**COMMON, **STORAGE, "lr": 1e-3, "momentum": 0.0, "dampening": 0.0, "nesterov": False},
         sgd_kwargs(),
         per_tensor(sgd_reference),
         counts_steps=False,
     ),
     Entry(
         fo.Adagrad,
-        {**COMMON, "lr": 1e-2, "lr_decay": 0.0, "initial_accumulator_value": 0.0, "eps": 1e-10},
+        {**COMMON, **STORAGE, "lr": 1e-2, "lr_decay": 0.0, "initial_accumulator_value": 0.0, "eps": 1e-10},
         ADAGRAD_KWARGS,
         per_tensor(adagrad_reference),
         init=adagrad_init,
@@ -490,6 +492,7 @@ REGISTRY = [
         fo.RMSprop,
         {
             **COMMON,
+            **STORAGE,
             "lr": 1e-2,
             "alpha": 0.99,
             "eps": 1e-8,
@@ -510,14 +513,14 @@ REGISTRY = [
     ),
     Entry(
         fo.Adam,
-        {**ADAM_DEFAULTS, "decoupled_weight_decay": False},
+        {**ADAM_DEFAULTS, **STORAGE, "decoupled_weight_decay": False},
         ADAM_KWARGS,
         per_tensor(adam_reference),
         required=("exp_avg", "exp_avg_sq"),
     ),
     Entry(
         fo.AdamW,
-        {**ADAM_DEFAULTS, "weight_decay": 1e-2, "decoupled_weight_decay": True},
+        {**ADAM_DEFAULTS, **STORAGE, "weight_decay": 1e-2, "decoupled_weight_decay": True},
         ADAMW_KWARGS,
         per_tensor(adam_reference),
         required=("exp_avg", "exp_avg_sq"),
