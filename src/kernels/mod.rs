@@ -148,10 +148,50 @@ impl<S: Cut> Cut for Option<S> {
     }
 }
 
-/// The gradient the update sees: `-g` when maximizing, then `+ weight_decay * p`
-/// (torch's `grad.add(param, alpha=weight_decay)`; L2 regularization).
+/// The multipliers of the raw gradient of one group, in the element type: the loss-scale
+/// unscaling `1 / grad_scale`, then the clip coefficient `min(max_norm / (N + 1e-6), 1)`.
+///
+/// They are applied one after the other, `(g * unscale) * clip`, as torch's
+/// `GradScaler.unscale_` then `clip_grad_norm_` round each product to the gradient's
+/// dtype; multiplying by 1 is exact, so [`GradScale::one`] leaves every bit as it was.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GradScale<T> {
+    /// `1 / grad_scale`, computed in `f64` and rounded to `T`.
+    pub unscale: T,
+    /// The clip coefficient, rounded to `T`.
+    pub clip: T,
+}
+
+impl<T: Real> GradScale<T> {
+    /// No scaling: both multipliers are 1.
+    pub fn one() -> Self {
+        Self { unscale: T::one(), clip: T::one() }
+    }
+
+    /// Dividing by the loss scale `grad_scale` (> 0), then clipping by `clip_coef`.
+    pub fn new(grad_scale: f64, clip_coef: f64) -> Self {
+        Self { unscale: T::of(grad_scale.recip()), clip: T::of(clip_coef) }
+    }
+
+    /// `(g * unscale) * clip`.
+    #[inline(always)]
+    pub fn apply(self, g: T) -> T {
+        g * self.unscale * self.clip
+    }
+}
+
+/// A step whose raw gradient is first unscaled and clipped.
+pub trait ScaleGrad<T>: Sized {
+    /// The same step on the gradient multiplied by `scale` (see [`GradScale`]).
+    fn scaled(self, scale: GradScale<T>) -> Self;
+}
+
+/// The gradient the update sees: unscaled and clipped by `scale`, `-g` when maximizing,
+/// then `+ weight_decay * p` (torch's `grad.add(param, alpha=weight_decay)`; L2
+/// regularization).
 #[inline(always)]
-pub fn effective_grad<T: Real>(g: T, p: T, maximize: bool, weight_decay: T) -> T {
+pub fn effective_grad<T: Real>(g: T, p: T, maximize: bool, weight_decay: T, scale: GradScale<T>) -> T {
+    let g = scale.apply(g);
     let g = if maximize { -g } else { g };
     if weight_decay != T::zero() {
         g + weight_decay * p
