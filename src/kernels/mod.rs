@@ -230,6 +230,17 @@ mod tests {
     }
 
     #[test]
+    fn grad_scale_rounds_each_product_like_torch() {
+        use super::GradScale;
+        let g = 1234.5f32;
+        let unscale = (1.0f64 / 1000.0) as f32;
+        assert_eq!(GradScale::<f32>::new(1000.0, 0.3).apply(g), (g * unscale) * 0.3f32);
+        assert_eq!(GradScale::<f64>::one().apply(0.1), 0.1);
+        // unscaled and clipped first, then negated (maximize), then + wd * p
+        assert_eq!(super::effective_grad(2.0f64, 1.0, true, 0.5, GradScale::new(4.0, 0.5)), 0.25);
+    }
+
+    #[test]
     fn maximum_propagates_nan_like_torch() {
         assert!(super::maximum(f64::NAN, 1.0).is_nan() && super::maximum(1.0, f64::NAN).is_nan());
         assert_eq!(super::maximum(1.0f32, 2.0), 2.0);
