@@ -12,6 +12,7 @@ gradients.
 from __future__ import annotations
 
 import copy
+import pickle
 from typing import Any
 
 import numpy as np
@@ -383,3 +384,10 @@ def test_a_torch_state_dict_without_the_settings_loads_with_the_defaults(rng):
     assert group["grad_scale"] is None and group["max_grad_norm"] == 2.0 and group["skip_nonfinite"] is False
     opt.step(grads=[np.ones(3)])
     assert opt.state[group["params"][0]]["step"] == 2.0
+
+
+def test_copies_keep_the_skip_counters():
+    opt = fo.SGD([np.zeros(2)], lr=0.1, skip_nonfinite=True)
+    opt.step(grads=[np.array([np.nan, 0.0])])
+    for clone in (copy.deepcopy(opt), pickle.loads(pickle.dumps(opt))):
+        assert clone.last_step_skipped and clone.skipped_steps == 1

@@ -53,7 +53,7 @@ class Adadelta(Optimizer):
         max_grad_norm: float | None = None,
         skip_nonfinite: bool = False,
     ) -> None:
-        defaults = dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay, maximize=maximize)
+        defaults: dict[str, Any] = dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay, maximize=maximize)
         defaults.update(grad_scale=grad_scale, max_grad_norm=max_grad_norm, skip_nonfinite=skip_nonfinite)
         super().__init__(params, defaults)
 

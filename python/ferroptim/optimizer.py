@@ -552,7 +552,13 @@ class Optimizer:
         return text + ")"
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"defaults": self.defaults, "state": self.state, "param_groups": self.param_groups}
+        return {
+            "defaults": self.defaults,
+            "state": self.state,
+            "param_groups": self.param_groups,
+            "last_step_skipped": self.last_step_skipped,
+            "skipped_steps": self.skipped_steps,
+        }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
@@ -860,7 +866,10 @@ class Optimizer:
         if not checks and not clips:
             self.last_step_skipped = False
             return True
-        grads, names, scales, flags = [], [], [], []
+        grads: list[Any] = []
+        names: list[str] = []
+        scales: list[float] = []
+        flags: list[bool] = []
         for call, (scale, _, skip) in zip(calls, settings):
             gi = call["group"]
             grads.extend(call["grads"])
