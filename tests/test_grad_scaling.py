@@ -391,3 +391,26 @@ def test_copies_keep_the_skip_counters():
     opt.step(grads=[np.array([np.nan, 0.0])])
     for clone in (copy.deepcopy(opt), pickle.loads(pickle.dumps(opt))):
         assert clone.last_step_skipped and clone.skipped_steps == 1
+
+
+@pytest.mark.parametrize(("key", "value"), [("grad_scale", 0.0), ("grad_scale", np.nan), ("grad_scale", "x")])
+@pytest.mark.parametrize(("cls", "kwargs"), [ALL_CLASSES[0], ALL_CLASSES[4], ALL_CLASSES[-1]], ids=str)
+def test_the_rust_boundary_refuses_bad_multipliers_too(cls, kwargs, key, value, monkeypatch):
+    """Behind the Python checks, the kernels' own: a bad value raises, naming the group."""
+    import ferroptim.optimizer
+
+    monkeypatch.setattr(ferroptim.optimizer, "grad_settings", lambda group: (1.0, None, False))
+    p = np.zeros(2)
+    opt = cls([p], **kwargs)
+    opt.param_groups[0][key] = value
+    with pytest.raises((TypeError, ValueError), match=rf"param_groups\[0\]: '?{key}"):
+        opt.step(grads=[np.ones(2)])
+    np.testing.assert_array_equal(p, 0.0)
+    assert not opt.state
+
+
+def test_a_group_key_named_clip_coef_does_not_reach_the_kernel():
+    p = np.zeros(2)
+    opt = fo.SGD([{"params": [p], "clip_coef": 0.0}], lr=1.0)
+    opt.step(grads=[np.ones(2)])
+    np.testing.assert_array_equal(p, -1.0)

@@ -857,6 +857,7 @@ class Optimizer:
         settings = []
         for call in calls:
             gi = call["group"]
+            call.pop("clip_coef", None)  # set below only; a group key of that name is not the kernel's
             try:
                 settings.append(grad_settings(self.param_groups[gi]))
             except (TypeError, ValueError) as err:
