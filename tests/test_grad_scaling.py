@@ -414,3 +414,13 @@ def test_a_group_key_named_clip_coef_does_not_reach_the_kernel():
     opt = fo.SGD([{"params": [p], "clip_coef": 0.0}], lr=1.0)
     opt.step(grads=[np.ones(2)])
     np.testing.assert_array_equal(p, -1.0)
+
+
+@pytest.mark.parametrize("bad", [np.full(3, np.nan), [np.nan, 1.0]], ids=["wrong-shape", "not-an-array"])
+def test_a_malformed_gradient_raises_rather_than_skipping(bad):
+    p = np.zeros(2)
+    opt = fo.Adam([p], skip_nonfinite=True, max_grad_norm=1.0)
+    with pytest.raises((TypeError, ValueError), match=r"gradient of param_groups\[0\]\['params'\]\[0\]"):
+        opt.step(grads=[bad])
+    assert opt.skipped_steps == 0 and not opt.state
+    np.testing.assert_array_equal(p, 0.0)

@@ -867,6 +867,10 @@ class Optimizer:
         if not checks and not clips:
             self.last_step_skipped = False
             return True
+        for call in calls:
+            for p, g in zip(call["params"], call["grads"]):
+                if getattr(g, "shape", None) != p.shape:
+                    return True  # a malformed gradient: the kernel refuses it, naming it, not a skip
         grads: list[Any] = []
         names: list[str] = []
         scales: list[float] = []
