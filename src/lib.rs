@@ -19,7 +19,9 @@ mod _core {
     #[pymodule_export]
     use crate::bindings::arrays::check_params;
     #[pymodule_export]
-    use crate::bindings::clip::{clip_grad_norm, clip_grad_value, clip_grads_with_norm, grad_norm};
+    use crate::bindings::clip::{
+        clip_grad_norm, clip_grad_value, clip_grads_with_norm, grad_norm, grad_stats,
+    };
     #[pymodule_export]
     use crate::bindings::optimizers::{
         adadelta_step, adagrad_norm_step, adagrad_step, adam_step, adamax_step, lion_step, nadam_step,

@@ -501,6 +501,8 @@ PAIRS = [
 PAIR_IDS = [f"{f.__name__}-{'-'.join(k) or 'default'}" for f, _, k in PAIRS]
 # Not in torch: RMSprop's eps_in_sqrt, and the bfloat16 state option (state_dtype, seed).
 LOW_PRECISION = {"state_dtype", "seed"}
+#: Every optimizer's gradient settings (tests/test_grad_scaling.py); torch has none of them.
+GRAD_SETTINGS = {"grad_scale", "max_grad_norm", "skip_nonfinite"}
 FO_ONLY = {
     fo.RMSprop: {"eps_in_sqrt"} | LOW_PRECISION,
     fo.SGD: LOW_PRECISION,
@@ -515,10 +517,10 @@ def test_defaults_match_torch(ours, theirs, kwargs):
     opt = ours([np.zeros(2)], **kwargs)
     topt = theirs([torch.nn.Parameter(torch.zeros(2))], **kwargs)
     want = {k: v for k, v in topt.defaults.items() if k not in TORCH_ONLY}
-    got = {k: v for k, v in opt.defaults.items() if k not in FO_ONLY.get(ours, set())}
+    got = {k: v for k, v in opt.defaults.items() if k not in (FO_ONLY.get(ours, set()) | GRAD_SETTINGS)}
     assert got == want
     assert [type(got[k]) for k in sorted(got)] == [type(want[k]) for k in sorted(want)]
-    assert FO_ONLY.get(ours, set()) <= set(opt.defaults)
+    assert (FO_ONLY.get(ours, set()) | GRAD_SETTINGS) <= set(opt.defaults)
 
 
 def test_defaults_of_adagrad_norm():
@@ -529,6 +531,9 @@ def test_defaults_of_adagrad_norm():
         "weight_decay": 0,
         "scope": "global",
         "maximize": False,
+        "grad_scale": None,
+        "max_grad_norm": None,
+        "skip_nonfinite": False,
     }
     assert fo.RMSprop([np.zeros(2)]).defaults["eps_in_sqrt"] is False
 
@@ -544,14 +549,14 @@ def test_repr_matches_torch_format(ours, theirs, kwargs):
     assert text.startswith(ours.__name__ + " (\n")
     assert "Parameter Group 0" in text and "Parameter Group 1" in text
     assert text.endswith("\n)")
-    skipped = TORCH_ONLY | FO_ONLY.get(ours, set())
+    skipped = TORCH_ONLY | (FO_ONLY.get(ours, set()) | GRAD_SETTINGS)
     want = [
         line for line in repr(topt).splitlines() if not any(line.startswith(f"    {k}:") for k in skipped)
     ]
     got = [
         line
         for line in text.splitlines()
-        if not any(line.startswith(f"    {k}:") for k in FO_ONLY.get(ours, set()))
+        if not any(line.startswith(f"    {k}:") for k in (FO_ONLY.get(ours, set()) | GRAD_SETTINGS))
     ]
     assert got == want
     assert "    lr: 0.125" in text

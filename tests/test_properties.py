@@ -428,9 +428,20 @@ def per_tensor(update: Callable[..., Tracked]) -> Callable[..., None]:
             for i, p in enumerate(group_params):
                 if grads[gi][i] is not None:
                     s = state.setdefault((gi, i), {"step": 0.0})
-                    params[gi][i] = update(h, p, Tracked.exact(grads[gi][i]), s)
+                    g = Tracked.exact(grads[gi][i])
+                    if h.get("grad_scale") is not None:  # the loss scale's 1/S, rounded to the dtype
+                        g = g * const(1.0 / h["grad_scale"], g.dtype)
+                    params[gi][i] = update(h, p, g, s)
 
     return reference
+
+
+def with_grad_scale(kwargs: st.SearchStrategy[dict[str, Any]]) -> st.SearchStrategy[dict[str, Any]]:
+    """``kwargs``, sometimes with a loss scale ``grad_scale`` the step divides gradients by."""
+    scales = st.sampled_from([None, 1.0, 1024.0, 0.3])
+    return st.tuples(kwargs, scales).map(
+        lambda ks: ks[0] if ks[1] is None else {**ks[0], "grad_scale": ks[1]}
+    )
 
 
 @dataclass(frozen=True)
@@ -475,14 +486,14 @@ REGISTRY = [
     Entry(
         fo.SGD,
         {**COMMON, **STORAGE, "lr": 1e-3, "momentum": 0.0, "dampening": 0.0, "nesterov": False},
-        sgd_kwargs(),
+        with_grad_scale(sgd_kwargs()),
         per_tensor(sgd_reference),
         counts_steps=False,
     ),
     Entry(
         fo.Adagrad,
         {**COMMON, **STORAGE, "lr": 1e-2, "lr_decay": 0.0, "initial_accumulator_value": 0.0, "eps": 1e-10},
-        ADAGRAD_KWARGS,
+        with_grad_scale(ADAGRAD_KWARGS),
         per_tensor(adagrad_reference),
         init=adagrad_init,
         required=("sum",),
@@ -500,28 +511,28 @@ REGISTRY = [
             "centered": False,
             "eps_in_sqrt": False,
         },
-        RMSPROP_KWARGS,
+        with_grad_scale(RMSPROP_KWARGS),
         per_tensor(rmsprop_reference),
         required=("square_avg",),
     ),
     Entry(
         fo.Adadelta,
         {**COMMON, "lr": 1.0, "rho": 0.9, "eps": 1e-6},
-        ADADELTA_KWARGS,
+        with_grad_scale(ADADELTA_KWARGS),
         per_tensor(adadelta_reference),
         required=("square_avg", "acc_delta"),
     ),
     Entry(
         fo.Adam,
         {**ADAM_DEFAULTS, **STORAGE, "decoupled_weight_decay": False},
-        ADAM_KWARGS,
+        with_grad_scale(ADAM_KWARGS),
         per_tensor(adam_reference),
         required=("exp_avg", "exp_avg_sq"),
     ),
     Entry(
         fo.AdamW,
         {**ADAM_DEFAULTS, **STORAGE, "weight_decay": 1e-2, "decoupled_weight_decay": True},
-        ADAMW_KWARGS,
+        with_grad_scale(ADAMW_KWARGS),
         per_tensor(adam_reference),
         required=("exp_avg", "exp_avg_sq"),
     ),
@@ -873,7 +884,10 @@ def test_malformed_step_raises_and_changes_nothing(entry: Entry, data: st.DataOb
                 sorted(k for k in opt.param_groups[gi] if k not in ("params", "scope", *entry.init_only))
             )
         )
-        opt.param_groups[gi][name] = data.draw(st.sampled_from(["0.1", None, [0.1, 0.2, 0.3]]))
+        bad = ["0.1", None, [0.1, 0.2, 0.3]]
+        if name in ("grad_scale", "max_grad_norm"):
+            bad = [b for b in bad if b is not None]  # None is their default: off
+        opt.param_groups[gi][name] = data.draw(st.sampled_from(bad))
         match = re.escape(f"param_groups[{gi}]")
     elif kind == "grads-length":
         grads.append(data.draw(st.sampled_from([None, grads[0]])))
@@ -950,6 +964,8 @@ def test_corrupted_state_dict_is_refused(entry: Entry, data: st.DataObject) -> N
         group = sd["param_groups"][gi]
         name = data.draw(st.sampled_from(sorted(k for k in group if k not in ("params",))))
         bad = ["0.1", None, object()] if kind == "hyper-type" else [-1.0, float("nan")]
+        if name in ("grad_scale", "max_grad_norm"):
+            bad = [b for b in bad if b is not None]  # None is their default: off
         if name == "betas":
             group[name] = (data.draw(st.sampled_from(bad)), 0.9)
         elif isinstance(group[name], bool) or name == "scope":

@@ -23,6 +23,11 @@ CASES = [(name, kwargs) for name, kwargs in FULL.items()] + [
     ("RMSprop", dict(lr=0.01, eps_in_sqrt=True, maximize=True)),
     ("Adam", dict(lr=0.01, maximize=True, betas=(0.3, 0.6))),
     ("SGD", dict(lr=0.05, momentum=0.9, dampening=0.3)),
+    # loss-scale unscaling and clipping inside the step (tests/test_grad_scaling.py)
+    ("Adam", dict(lr=0.01, grad_scale=1000.0, max_grad_norm=1.0, skip_nonfinite=True)),
+    ("SGD", dict(lr=0.05, momentum=0.9, grad_scale=3.0, max_grad_norm=0.5)),
+    ("Lion", dict(lr=0.01, grad_scale=0.75, max_grad_norm=0.5)),
+    ("AdagradNorm", dict(lr=0.5, grad_scale=7.0, max_grad_norm=0.5)),
 ]
 LEVELS = ["baseline", "avx2", "avx512"]
 

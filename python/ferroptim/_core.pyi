@@ -23,6 +23,7 @@ __all__ = [
     "clip_grad_value",
     "clip_grads_with_norm",
     "grad_norm",
+    "grad_stats",
     "adadelta_step",
     "adagrad_norm_step",
     "adagrad_step",
@@ -141,6 +142,18 @@ def grad_norm(
 ) -> tuple[float, bool]:
     """The total ``norm_type``-norm of ``grads`` and whether it is a float64 one (any
     array is float64); ``names`` name the arrays in messages."""
+
+def grad_stats(
+    grads: list[Any],
+    names: list[str],
+    grad_scales: list[float],
+    check_finite: list[bool],
+    max_norms: list[float],
+) -> tuple[bool, float, bool, list[float]]:
+    """Reads ``grads``, each multiplied by ``1 / grad_scales[i]`` (not written): whether
+    those whose ``check_finite`` flag is set are all finite, their total 2-norm (when
+    ``max_norms`` is not empty), whether it is a float64 one, and torch's clip coefficient
+    for each of ``max_norms``."""
 
 def clip_grad_norm(
     grads: list[Any], names: list[str], max_norm: float, norm_type: float, error_if_nonfinite: bool

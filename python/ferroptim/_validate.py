@@ -102,3 +102,36 @@ def storage_settings(group: dict[str, Any]) -> None:
         seed = group["seed"] = int(seed)
     if not 0 <= seed < 2**64:
         raise ValueError(f"Invalid seed value: {seed} (must be in [0, 2**64))")
+
+
+#: The per-group gradient settings every optimizer takes (see ``Optimizer._unscale_and_clip``).
+GRAD_DEFAULTS: dict[str, Any] = {"grad_scale": None, "max_grad_norm": None, "skip_nonfinite": False}
+
+
+def grad_settings(group: dict[str, Any]) -> tuple[float, float | None, bool]:
+    """Checks a group's ``grad_scale`` (``None`` or a finite number ``> 0``),
+    ``max_grad_norm`` (``None`` or a number ``>= 0``, ``inf`` included) and
+    ``skip_nonfinite`` (a bool), and returns them as ``(grad_scale or 1.0, max_grad_norm,
+    skip_nonfinite)``. A group without these keys has the defaults (a torch state dict)."""
+    scale = group.get("grad_scale")
+    if scale is not None:
+        if isinstance(scale, np.ndarray) and scale.ndim == 0 and scale.dtype.kind in "fiu":
+            scale = group["grad_scale"] = scale.item()
+        _real(scale, "grad_scale")
+        if not (0.0 < float(scale) < float("inf")):  # also rejects NaN
+            raise ValueError(f"Invalid grad_scale value: {scale} (must be a finite number > 0)")
+    max_norm = group.get("max_grad_norm")
+    if max_norm is not None:
+        if isinstance(max_norm, np.ndarray) and max_norm.ndim == 0 and max_norm.dtype.kind in "fiu":
+            max_norm = group["max_grad_norm"] = max_norm.item()
+        _real(max_norm, "max_grad_norm")
+        if not float(max_norm) >= 0.0:
+            raise ValueError(f"Invalid max_grad_norm value: {max_norm} (must be >= 0)")
+    skip = group.get("skip_nonfinite", False)
+    if not isinstance(skip, (bool, np.bool_)):
+        raise TypeError(f"skip_nonfinite must be True or False, got {skip!r}")
+    return (
+        (1.0 if scale is None else float(scale)),
+        (None if max_norm is None else float(max_norm)),
+        bool(skip),
+    )

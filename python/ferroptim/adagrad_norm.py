@@ -40,6 +40,9 @@ class AdagradNorm(Optimizer):
             group with global scope, as in the paper's theorem), ``"group"`` (one ``b``
             per param group) or ``"tensor"`` (one per parameter array).
         maximize: maximize the objective instead of minimizing it.
+        grad_scale, max_grad_norm, skip_nonfinite: loss-scale unscaling, clipping by the
+            global gradient norm, and skipping steps with a NaN/inf gradient, all inside
+            the step (see :class:`~ferroptim.Optimizer`). Not in torch.
 
     State: ``{"b_sq": b_k^2}`` (a float) for every parameter, holding the accumulator
     of the scope the parameter belongs to; a step writes the new value to every
@@ -63,8 +66,12 @@ class AdagradNorm(Optimizer):
         *,
         scope: str = "global",
         maximize: bool = False,
+        grad_scale: float | None = None,
+        max_grad_norm: float | None = None,
+        skip_nonfinite: bool = False,
     ) -> None:
         defaults = dict(lr=lr, b0=b0, weight_decay=weight_decay, scope=scope, maximize=maximize)
+        defaults.update(grad_scale=grad_scale, max_grad_norm=max_grad_norm, skip_nonfinite=skip_nonfinite)
         super().__init__(params, defaults)
 
     def _validate_group(self, group: dict[str, Any]) -> None:
@@ -132,9 +139,10 @@ class AdagradNorm(Optimizer):
             keys = [self._scope_key(gi, i) for i in tensors["index"]]
             used.update(keys)
             call = {k: group[k] for k in ("lr", "weight_decay", "maximize")}
+            call["grad_scale"] = group.get("grad_scale")
             call.update(tensors, state=[[]] * len(keys), accumulator=[slot_of[k] for k in keys])
             calls.append(call)
-        if not calls:
+        if not self._unscale_and_clip(calls) or not calls:
             return
         b_sq = _core.adagrad_norm_step(calls, [self._b_sq(members) for members in scopes.values()])
         for key, members in scopes.items():

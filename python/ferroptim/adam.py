@@ -43,6 +43,9 @@ class Adam(Optimizer):
             with stochastic rounding; ``opt.state[p]`` then holds its bits as ``np.uint16``
             arrays, and ``state_dict()`` gives it as float32. Not in torch.
         seed: seed of the stochastic rounding (bfloat16 state). Default 0. Not in torch.
+        grad_scale, max_grad_norm, skip_nonfinite: loss-scale unscaling, clipping by the
+            global gradient norm, and skipping steps with a NaN/inf gradient, all inside
+            the step (see :class:`~ferroptim.Optimizer`). Not in torch.
 
     State per parameter: ``step``, ``exp_avg``, ``exp_avg_sq``, ``max_exp_avg_sq`` (amsgrad).
     """
@@ -64,6 +67,9 @@ class Adam(Optimizer):
         decoupled_weight_decay: bool = False,
         state_dtype: Any = None,
         seed: int = 0,
+        grad_scale: float | None = None,
+        max_grad_norm: float | None = None,
+        skip_nonfinite: bool = False,
     ) -> None:
         defaults = dict(
             lr=lr,
@@ -76,6 +82,7 @@ class Adam(Optimizer):
             state_dtype=state_dtype,
             seed=seed,
         )
+        defaults.update(grad_scale=grad_scale, max_grad_norm=max_grad_norm, skip_nonfinite=skip_nonfinite)
         super().__init__(params, defaults)
 
     def _validate_group(self, group: dict[str, Any]) -> None:
@@ -116,6 +123,9 @@ class AdamW(Adam):
         maximize: maximize the objective instead of minimizing it.
         state_dtype: ``None`` or ``"bfloat16"``, as :class:`Adam`.
         seed: seed of the stochastic rounding of bfloat16 state, as :class:`Adam`.
+        grad_scale, max_grad_norm, skip_nonfinite: loss-scale unscaling, clipping by the
+            global gradient norm, and skipping steps with a NaN/inf gradient, all inside
+            the step (see :class:`~ferroptim.Optimizer`). Not in torch.
 
     State per parameter: as :class:`Adam`.
     """
@@ -132,6 +142,9 @@ class AdamW(Adam):
         maximize: bool = False,
         state_dtype: Any = None,
         seed: int = 0,
+        grad_scale: float | None = None,
+        max_grad_norm: float | None = None,
+        skip_nonfinite: bool = False,
     ) -> None:
         super().__init__(
             params,
@@ -144,4 +157,7 @@ class AdamW(Adam):
             decoupled_weight_decay=True,
             state_dtype=state_dtype,
             seed=seed,
+            grad_scale=grad_scale,
+            max_grad_norm=max_grad_norm,
+            skip_nonfinite=skip_nonfinite,
         )

@@ -28,6 +28,9 @@ class Adamax(Optimizer):
         eps: added to ``|g|``. Default 1e-8.
         weight_decay: L2 penalty. Default 0.
         maximize: maximize the objective instead of minimizing it.
+        grad_scale, max_grad_norm, skip_nonfinite: loss-scale unscaling, clipping by the
+            global gradient norm, and skipping steps with a NaN/inf gradient, all inside
+            the step (see :class:`~ferroptim.Optimizer`). Not in torch.
 
     State per parameter: ``step``, ``exp_avg``, ``exp_inf``.
     """
@@ -45,8 +48,12 @@ class Adamax(Optimizer):
         weight_decay: float = 0,
         *,
         maximize: bool = False,
+        grad_scale: float | None = None,
+        max_grad_norm: float | None = None,
+        skip_nonfinite: bool = False,
     ) -> None:
         defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, maximize=maximize)
+        defaults.update(grad_scale=grad_scale, max_grad_norm=max_grad_norm, skip_nonfinite=skip_nonfinite)
         super().__init__(params, defaults)
 
     def _validate_group(self, group: dict[str, Any]) -> None:

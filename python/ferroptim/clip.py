@@ -222,6 +222,9 @@ def clip_grad_norm_(
 
         norm = fo.clip_grad_norm_(params, max_norm=1.0)
         opt.step()
+
+    Every optimizer also takes ``max_grad_norm=``, which clips the same way inside its step
+    without writing the gradient arrays (see :class:`~ferroptim.Optimizer`).
     """
     _check_foreach(foreach)
     bound = _non_negative(max_norm, "max_norm")

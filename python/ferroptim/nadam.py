@@ -35,6 +35,9 @@ class NAdam(Optimizer):
         momentum_decay: ``psi`` of the momentum schedule. Default 4e-3.
         decoupled_weight_decay: decay the weights directly (NAdamW).
         maximize: maximize the objective instead of minimizing it.
+        grad_scale, max_grad_norm, skip_nonfinite: loss-scale unscaling, clipping by the
+            global gradient norm, and skipping steps with a NaN/inf gradient, all inside
+            the step (see :class:`~ferroptim.Optimizer`). Not in torch.
 
     State per parameter: ``step``, ``mu_product`` (``prod_{i<=t} mu_i``, a float that,
     as torch's float32 tensor, is rounded to float32 at every step), ``exp_avg``,
@@ -57,6 +60,9 @@ class NAdam(Optimizer):
         decoupled_weight_decay: bool = False,
         *,
         maximize: bool = False,
+        grad_scale: float | None = None,
+        max_grad_norm: float | None = None,
+        skip_nonfinite: bool = False,
     ) -> None:
         defaults = dict(
             lr=lr,
@@ -67,6 +73,7 @@ class NAdam(Optimizer):
             decoupled_weight_decay=decoupled_weight_decay,
             maximize=maximize,
         )
+        defaults.update(grad_scale=grad_scale, max_grad_norm=max_grad_norm, skip_nonfinite=skip_nonfinite)
         super().__init__(params, defaults)
 
     def _validate_group(self, group: dict[str, Any]) -> None:

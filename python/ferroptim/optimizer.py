@@ -24,7 +24,7 @@ from typing import Any, ClassVar, TypeVar
 import numpy as np
 
 from . import _bfloat16, _core
-from ._validate import BF16, storage_settings
+from ._validate import BF16, GRAD_DEFAULTS, grad_settings, storage_settings
 from .hooks import RemovableHandle, register
 from .parameter import FLOAT_DTYPES, Parameter
 
@@ -268,6 +268,30 @@ class Optimizer:
     kernels run without the GIL). Writing into a parameter from another thread while a
     step runs is a data race: the values are then unspecified, but nothing crashes.
     ``os.fork()`` waits for running steps to finish, so a forked child starts between steps.
+
+    Gradient settings, per param group, of every optimizer (not in torch.optim; applied in
+    this order, inside the fused step, never writing the caller's gradient arrays):
+
+    * ``grad_scale`` (default ``None``, i.e. 1): the loss scale ``S`` the gradients carry.
+      The kernel multiplies each gradient by ``1 / S`` (computed in float64, rounded to the
+      gradient's dtype), as ``torch.amp.GradScaler.unscale_`` does.
+    * ``skip_nonfinite`` (default ``False``): when a gradient of a group with this set has
+      a NaN or infinite entry after unscaling, the whole step is skipped: no parameter,
+      state or ``step`` counter changes (``GradScaler.step`` skips ``optimizer.step()`` in
+      the same case). ``last_step_skipped`` then is ``True`` and ``skipped_steps`` counts
+      it; neither is part of ``state_dict()``. The check is one deterministic Rust pass.
+    * ``max_grad_norm`` (default ``None``): clip as ``torch.nn.utils.clip_grad_norm_``. The
+      total 2-norm ``N`` is taken once per step over the unscaled gradients of every
+      parameter of the optimizer that has one (all groups, as ``clip_grad_norm_(all
+      params)``), with the deterministic reduction of :func:`ferroptim.clip_grad_norm_`;
+      each group with a ``max_grad_norm`` then multiplies its gradients by
+      ``min(max_grad_norm / (N + 1e-6), 1)`` (computed in ``N``'s dtype), and a group
+      without one is not clipped. With one ``max_grad_norm`` for all groups, this is
+      ``clip_grad_norm_(params, max_grad_norm)`` followed by ``step()``.
+
+    The gradient the update rule sees is ``(g * (1 / S)) * c``, each product rounded to
+    the gradient's dtype, exactly as ``unscale_``, ``clip_grad_norm_`` and ``step`` in torch
+    compute it. With the defaults every multiplier is 1, which changes no bit.
     """
 
     #: State keys, in the order the Rust kernel takes them.
@@ -295,6 +319,12 @@ class Optimizer:
         _LIVE.add(self)
         self._init_hooks()
         self.defaults = dict(defaults)
+        for name, default in GRAD_DEFAULTS.items():
+            self.defaults.setdefault(name, default)
+        #: Whether the last ``step()`` was skipped for a non-finite gradient (``skip_nonfinite``).
+        self.last_step_skipped = False
+        #: How many steps were skipped for a non-finite gradient (``skip_nonfinite``).
+        self.skipped_steps = 0
         self.state: ParamState = ParamState()
         self.param_groups: list[dict[str, Any]] = []
         if isinstance(params, np.ndarray):
@@ -349,6 +379,7 @@ class Optimizer:
         ] + [_site(gi, i) for i in range(len(params))]
         check_params(existing + params, all_names)
         self._validate_group(group)
+        grad_settings(group)
         self.param_groups.append(group)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
@@ -371,6 +402,9 @@ class Optimizer:
             grads: gradients aligned with the parameters of all groups, in order
                 (``None`` entries skip a parameter). Without it, each parameter's
                 ``.grad`` is used.
+
+        Returns the closure's loss, as torch. With ``skip_nonfinite``, whether the step
+        was skipped is ``last_step_skipped`` (see the class docstring).
         """
         loss = None if closure is None else closure()
         with self._lock:
@@ -494,6 +528,7 @@ class Optimizer:
             restored["params"] = group["params"]
             try:
                 self._validate_group(restored)
+                grad_settings(restored)
             except (TypeError, ValueError) as err:
                 raise type(err)(f"loaded param group {gi}: {err}") from None
             groups.append(restored)
@@ -517,10 +552,18 @@ class Optimizer:
         return text + ")"
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"defaults": self.defaults, "state": self.state, "param_groups": self.param_groups}
+        return {
+            "defaults": self.defaults,
+            "state": self.state,
+            "param_groups": self.param_groups,
+            "last_step_skipped": self.last_step_skipped,
+            "skipped_steps": self.skipped_steps,
+        }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        self.__dict__.setdefault("last_step_skipped", False)
+        self.__dict__.setdefault("skipped_steps", 0)
         self._lock = threading.RLock()
         _LIVE.add(self)
         self._init_hooks()
@@ -798,10 +841,56 @@ class Optimizer:
                 call["rounding"] = self._rounding_keys(gi, tensors["index"], states)
             calls.append(call)
             pending.append((params, states))
+        if not self._unscale_and_clip(calls):
+            return
         if calls:
             type(self)._kernel(calls)
         for params, states in pending:
             self.state.commit(params, states)
+
+    def _unscale_and_clip(self, calls: list[dict[str, Any]]) -> bool:
+        """Applies the groups' ``grad_scale``, ``skip_nonfinite`` and ``max_grad_norm`` (see
+        the class docstring) to the kernel ``calls`` of one step: sets each call's
+        ``clip_coef``, and returns ``False`` when the step is to be skipped (after updating
+        ``last_step_skipped`` and ``skipped_steps``). Raises, naming the group, for a bad
+        setting. Without any of them set, costs no pass over the gradients."""
+        settings = []
+        for call in calls:
+            gi = call["group"]
+            call.pop("clip_coef", None)  # set below only; a group key of that name is not the kernel's
+            try:
+                settings.append(grad_settings(self.param_groups[gi]))
+            except (TypeError, ValueError) as err:
+                raise type(err)(f"param_groups[{gi}]: {err}") from None
+        checks = any(skip for _, _, skip in settings)
+        clips = [max_norm for _, max_norm, _ in settings if max_norm is not None]
+        if not checks and not clips:
+            self.last_step_skipped = False
+            return True
+        for call in calls:
+            for p, g in zip(call["params"], call["grads"]):
+                if getattr(g, "shape", None) != p.shape:
+                    return True  # a malformed gradient: the kernel refuses it, naming it, not a skip
+        grads: list[Any] = []
+        names: list[str] = []
+        scales: list[float] = []
+        flags: list[bool] = []
+        for call, (scale, _, skip) in zip(calls, settings):
+            gi = call["group"]
+            grads.extend(call["grads"])
+            names.extend(f"the gradient of {_site(gi, i)}" for i in call["index"])
+            scales.extend([scale] * len(call["grads"]))
+            flags.extend([skip] * len(call["grads"]))
+        finite, _, _, coefs = _core.grad_stats(grads, names, scales, flags, clips)
+        self.last_step_skipped = not finite
+        if not finite:
+            self.skipped_steps += 1
+            return False
+        coef = iter(coefs)
+        for call, (_, max_norm, _) in zip(calls, settings):
+            if max_norm is not None:
+                call["clip_coef"] = next(coef)
+        return True
 
     def _check_current(self, gi: int, index: list[int], olds: list[dict[str, Any] | None]) -> None:
         """Raises if a state about to step lacks an array or scalar its settings need,

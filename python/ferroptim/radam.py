@@ -34,6 +34,9 @@ class RAdam(Optimizer):
         weight_decay: L2 penalty (or decoupled decay). Default 0.
         decoupled_weight_decay: decay the weights directly, as AdamW.
         maximize: maximize the objective instead of minimizing it.
+        grad_scale, max_grad_norm, skip_nonfinite: loss-scale unscaling, clipping by the
+            global gradient norm, and skipping steps with a NaN/inf gradient, all inside
+            the step (see :class:`~ferroptim.Optimizer`). Not in torch.
 
     State per parameter: ``step``, ``exp_avg``, ``exp_avg_sq``.
     """
@@ -52,6 +55,9 @@ class RAdam(Optimizer):
         decoupled_weight_decay: bool = False,
         *,
         maximize: bool = False,
+        grad_scale: float | None = None,
+        max_grad_norm: float | None = None,
+        skip_nonfinite: bool = False,
     ) -> None:
         defaults = dict(
             lr=lr,
@@ -61,6 +67,7 @@ class RAdam(Optimizer):
             maximize=maximize,
             decoupled_weight_decay=decoupled_weight_decay,
         )
+        defaults.update(grad_scale=grad_scale, max_grad_norm=max_grad_norm, skip_nonfinite=skip_nonfinite)
         super().__init__(params, defaults)
 
     def _validate_group(self, group: dict[str, Any]) -> None:

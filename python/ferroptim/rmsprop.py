@@ -41,6 +41,9 @@ class RMSprop(Optimizer):
             ``"bfloat16"`` (float32 parameters only), decoded to float32 for the update
             above and written back with stochastic rounding; see :class:`~ferroptim.Adam`.
         seed: seed of the stochastic rounding of bfloat16 state. Default 0.
+        grad_scale, max_grad_norm, skip_nonfinite: loss-scale unscaling, clipping by the
+            global gradient norm, and skipping steps with a NaN/inf gradient, all inside
+            the step (see :class:`~ferroptim.Optimizer`). Not in torch.
 
     State per parameter: ``step``, ``square_avg``, ``momentum_buffer`` (momentum > 0),
     ``grad_avg`` (centered).
@@ -64,6 +67,9 @@ class RMSprop(Optimizer):
         eps_in_sqrt: bool = False,
         state_dtype: Any = None,
         seed: int = 0,
+        grad_scale: float | None = None,
+        max_grad_norm: float | None = None,
+        skip_nonfinite: bool = False,
     ) -> None:
         defaults = dict(
             lr=lr,
@@ -77,6 +83,7 @@ class RMSprop(Optimizer):
             state_dtype=state_dtype,
             seed=seed,
         )
+        defaults.update(grad_scale=grad_scale, max_grad_norm=max_grad_norm, skip_nonfinite=skip_nonfinite)
         super().__init__(params, defaults)
 
     def _validate_group(self, group: dict[str, Any]) -> None:

@@ -15,7 +15,7 @@ use pyo3::prelude::*;
 
 use super::arrays::{check_layout, dtype_name, memory_axis_order, type_name, writable, Lane, ReadLane};
 use crate::error::Error;
-use crate::kernels::clip::{clip_coef, tensor_norm, ClampTensor, NormPiece, Order, ScaleTensor};
+use crate::kernels::clip::{clip_coef, tensor_norm, ClampTensor, FinitePiece, NormPiece, Order, ScaleTensor};
 use crate::kernels::Real;
 use crate::pool;
 
@@ -249,6 +249,82 @@ pub fn clip_grads_with_norm(
         scale(coef, &mut lanes(v64));
     });
     Ok(())
+}
+
+/// Per array of one dtype, its multiplier `1 / grad_scale` rounded to `T`.
+fn unscales<T: Real>(views: &[(usize, ArrayViewD<'_, T>)], grad_scales: &[f64]) -> Vec<T> {
+    views.iter().map(|(i, _)| T::of(grad_scales.get(*i).map_or(1.0, |s| s.recip()))).collect()
+}
+
+/// Whether some entry of the `lanes` to `check`, multiplied by its array's `unscale`, is NaN
+/// or infinite.
+fn any_nonfinite<T: Real>(lanes: &[(usize, ReadLane<'_, T>)], unscale: &[T], check: &[bool]) -> bool {
+    let work = (lanes.iter().zip(unscale))
+        .filter(|((i, _), _)| check.get(*i).copied().unwrap_or(false))
+        .map(|((_, l), &u)| FinitePiece::new(l.slice(), u))
+        .collect();
+    pool::fold_all(work, 0.0, FinitePiece::count, |a, b| a + b).iter().any(|&bad| bad > 0.0)
+}
+
+/// Each array's 2-norm of `unscale * g`, rounded to its dtype, stored at its position in `norms`.
+fn unscaled_norms<T: Real>(lanes: &[(usize, ReadLane<'_, T>)], unscale: &[T], norms: &mut [f64]) {
+    let order = Order::Two;
+    let work = lanes.iter().zip(unscale).map(|((_, l), &u)| NormPiece::scaled(order, l.slice(), u)).collect();
+    let accumulated = pool::fold_all(work, Order::EMPTY, NormPiece::accumulate, |a, b| order.combine(a, b));
+    for ((i, _), acc) in lanes.iter().zip(accumulated) {
+        norms[*i] = tensor_norm::<T>(order, acc);
+    }
+}
+
+/// What an optimizer step with `skip_nonfinite` or `max_grad_norm` needs to know of its
+/// gradients, each first multiplied by `1 / grad_scales[i]` (rounded to its dtype, as
+/// torch's `GradScaler.unscale_` does), without writing them: whether every entry of the
+/// arrays whose `check_finite` flag is set is finite, the total 2-norm of all of them (torch's
+/// `get_total_norm`; computed only when `max_norms` is not empty), whether that norm is a
+/// float64 one, and for each of `max_norms` torch's clip coefficient
+/// `min(max_norm / (norm + 1e-6), 1)` in the norm's dtype.
+#[pyfunction]
+pub fn grad_stats(
+    py: Python<'_>,
+    grads: Vec<Bound<'_, PyAny>>,
+    names: Vec<String>,
+    grad_scales: Vec<f64>,
+    check_finite: Vec<bool>,
+    max_norms: Vec<f64>,
+) -> PyResult<(bool, f64, bool, Vec<f64>)> {
+    if grad_scales.len() != grads.len() {
+        return Err(Error::Malformed(format!(
+            "{} gradients but {} grad_scales",
+            grads.len(),
+            grad_scales.len()
+        ))
+        .into());
+    }
+    if let Some(bad) = grad_scales.iter().find(|s| !(s.is_finite() && **s > 0.0)) {
+        return Err(Error::Malformed(format!("grad_scale must be a finite number > 0, got {bad}")).into());
+    }
+    let max_norms =
+        max_norms.into_iter().map(|m| non_negative(m, "max_grad_norm")).collect::<Result<Vec<_>, _>>()?;
+    let typed = Typed::new(&grads, &names, false)?;
+    let (r32, r64) = (read_all(&typed.f32, &names)?, read_all(&typed.f64, &names)?);
+    let (v32, v64) = (read_views(&r32), read_views(&r64));
+    let (u32_, u64_) = (unscales(&v32, &grad_scales), unscales(&v64, &grad_scales));
+    let (wide, count) = (typed.wide(), grads.len());
+    let stats = py.detach(|| {
+        let l32: Vec<_> = v32.into_iter().map(|(i, v)| (i, ReadLane::new(v))).collect();
+        let l64: Vec<_> = v64.into_iter().map(|(i, v)| (i, ReadLane::new(v))).collect();
+        let finite =
+            !(any_nonfinite(&l32, &u32_, &check_finite) || any_nonfinite(&l64, &u64_, &check_finite));
+        if max_norms.is_empty() {
+            return (finite, 0.0, wide, Vec::new());
+        }
+        let mut norms = vec![0.0; count];
+        unscaled_norms(&l32, &u32_, &mut norms);
+        unscaled_norms(&l64, &u64_, &mut norms);
+        let total = total_norm(Order::Two, &norms, wide);
+        (finite, total, wide, max_norms.iter().map(|&m| coef(m, total, wide)).collect())
+    });
+    Ok(stats)
 }
 
 /// Clamps every entry of `grads` in place to `[-clip_value, clip_value]`

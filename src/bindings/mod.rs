@@ -13,7 +13,7 @@ use pyo3::types::PyDict;
 
 use crate::error::Error;
 use crate::kernels::state::{rounding_key, Bf16};
-use crate::kernels::{Real, Update};
+use crate::kernels::{GradScale, Real, ScaleGrad, Update};
 use crate::pool;
 use arrays::{flats, write_back, At, Batch, Flat, Tensors};
 use optimizers::Bf16Tensor;
@@ -24,7 +24,7 @@ pub trait Kernel: Sync + Sized {
     /// The state slots, in the order the Python layer passes them.
     const STATE: &'static [&'static str];
     /// The kernel's per-tensor work.
-    type Tensor<'a, T: Real>: Update
+    type Tensor<'a, T: Real>: Update + ScaleGrad<T>
     where
         Self: 'a;
     /// Extracts the group's hyperparameters (and per-tensor scalars) from its dict.
@@ -53,6 +53,48 @@ pub trait Kernel: Sync + Sized {
     }
 }
 
+/// A group's gradient multipliers (see [`GradScale`]): its loss scale `grad_scale`
+/// (`None` is 1) and the clip coefficient `clip_coef` the Python layer computed from the
+/// global gradient norm for its `max_grad_norm` (absent is 1, no clipping).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GroupScale {
+    grad_scale: f64,
+    clip_coef: f64,
+}
+
+impl GroupScale {
+    /// Reads `grad_scale` and `clip_coef` from a group dict; a loss scale that is not a
+    /// finite number > 0, or a coefficient outside `[0, 1]` (NaN aside: a NaN norm gives
+    /// one, as in torch), is a `ValueError`.
+    pub fn extract(g: &Bound<'_, PyDict>) -> PyResult<Self> {
+        let number = |key: &str| -> PyResult<Option<f64>> {
+            match g.get_item(key)? {
+                Some(v) if !v.is_none() => v.extract::<f64>().map(Some).map_err(|e| {
+                    PyErr::from_type(e.get_type(g.py()), format!("'{key}': {}", e.value(g.py())))
+                }),
+                _ => Ok(None),
+            }
+        };
+        let grad_scale = number("grad_scale")?.unwrap_or(1.0);
+        if !(grad_scale.is_finite() && grad_scale > 0.0) {
+            return Err(Error::Malformed(format!(
+                "grad_scale must be a finite number > 0, got {grad_scale}"
+            ))
+            .into());
+        }
+        let clip_coef = number("clip_coef")?.unwrap_or(1.0);
+        if !(clip_coef.is_nan() || (0.0..=1.0).contains(&clip_coef)) {
+            return Err(Error::Malformed(format!("clip_coef must be in [0, 1], got {clip_coef}")).into());
+        }
+        Ok(Self { grad_scale, clip_coef })
+    }
+
+    /// The multipliers in the element type.
+    pub fn of<T: Real>(self) -> GradScale<T> {
+        GradScale::new(self.grad_scale, self.clip_coef)
+    }
+}
+
 fn missing_state<K: Kernel>(at: At) -> Error {
     Error::Malformed(format!(
         "{} is missing state its settings need (slots {})",
@@ -62,7 +104,7 @@ fn missing_state<K: Kernel>(at: At) -> Error {
 }
 
 fn work<'a, K: Kernel, T: Real>(
-    hypers: &'a [K],
+    hypers: &'a [(K, GroupScale)],
     flats: &'a mut [Flat<'_, T>],
 ) -> Result<Vec<K::Tensor<'a, T>>, Error> {
     flats
@@ -70,8 +112,9 @@ fn work<'a, K: Kernel, T: Real>(
         .map(|f| {
             let at = f.at;
             let state = f.state.iter_mut().map(|s| s.as_mut().map(|s| s.slice())).collect();
-            let tensor = hypers[at.slot].tensor(at.position, f.param.slice(), f.grad.slice(), state);
-            tensor.ok_or_else(|| missing_state::<K>(at))
+            let (hyper, scale) = &hypers[at.slot];
+            let tensor = hyper.tensor(at.position, f.param.slice(), f.grad.slice(), state);
+            tensor.map(|t| t.scaled(scale.of())).ok_or_else(|| missing_state::<K>(at))
         })
         .collect()
 }
@@ -79,7 +122,7 @@ fn work<'a, K: Kernel, T: Real>(
 /// The steps of the tensors whose state is bfloat16: state slot `i` of each rounds
 /// with the stream keyed by the group's seed, the step, the parameter's position and `i`.
 fn bf16_work<'a, K: Kernel>(
-    hypers: &'a [K],
+    hypers: &'a [(K, GroupScale)],
     flats: &'a mut [Flat<'_, f32, u16>],
 ) -> Result<Vec<Bf16Tensor<'a>>, Error> {
     flats
@@ -92,8 +135,9 @@ fn bf16_work<'a, K: Kernel>(
                     s.as_mut().map(|s| Bf16::new(s.slice(), rounding_key(seed, step, param, slot)))
                 })
                 .collect();
-            hypers[at.slot]
-                .bf16_tensor(at.position, f.param.slice(), f.grad.slice(), state)
+            let (hyper, scale) = &hypers[at.slot];
+            (hyper.bf16_tensor(at.position, f.param.slice(), f.grad.slice(), state))
+                .map(|t| t.scaled(scale.of()))
                 .ok_or_else(|| missing_state::<K>(at))
         })
         .collect()
@@ -121,7 +165,7 @@ pub fn extract_groups<'py, H>(
 /// One optimizer step over every group: all checks with the GIL, then the
 /// layout copies, kernels and write-backs without it, one parallel region per dtype.
 pub fn step<K: Kernel>(py: Python<'_>, groups: Vec<Bound<'_, PyDict>>) -> PyResult<()> {
-    let (hypers, tensors) = extract_groups(&groups, K::extract)?;
+    let (hypers, tensors) = extract_groups(&groups, |g| Ok((K::extract(g)?, GroupScale::extract(g)?)))?;
     let mut batch = Batch::borrow(&tensors, K::STATE, K::BF16)?;
     let (views32, views64, views_bf16) = batch.views();
     // Every dtype's work is built before any runs, so a missing state array

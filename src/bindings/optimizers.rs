@@ -6,7 +6,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use super::arrays::{flats, write_back, Batch, Flat};
-use super::{step, Kernel};
+use super::{step, GroupScale, Kernel};
 use crate::error::Error;
 use crate::kernels::adadelta::{AdadeltaHyper, AdadeltaTensor};
 use crate::kernels::adagrad::{AdagradHyper, AdagradTensor};
@@ -19,7 +19,7 @@ use crate::kernels::radam::{RadamHyper, RadamTensor};
 use crate::kernels::rmsprop::{RmspropHyper, RmspropTensor};
 use crate::kernels::sgd::{SgdHyper, SgdTensor};
 use crate::kernels::state::{Bf16, State};
-use crate::kernels::{Chunk, Real, Update};
+use crate::kernels::{Chunk, GradScale, Real, ScaleGrad, Update};
 use crate::pool;
 
 /// `group[key]`, converted; a missing key is a `KeyError` naming it.
@@ -71,6 +71,17 @@ impl Chunk for Bf16Tensor<'_> {
             Self::Adagrad(t) => both(t.split_at(mid), Self::Adagrad),
             Self::Rmsprop(t) => both(t.split_at(mid), Self::Rmsprop),
             Self::Adam(t) => both(t.split_at(mid), Self::Adam),
+        }
+    }
+}
+
+impl ScaleGrad<f32> for Bf16Tensor<'_> {
+    fn scaled(self, scale: GradScale<f32>) -> Self {
+        match self {
+            Self::Sgd(t) => Self::Sgd(t.scaled(scale)),
+            Self::Adagrad(t) => Self::Adagrad(t.scaled(scale)),
+            Self::Rmsprop(t) => Self::Rmsprop(t.scaled(scale)),
+            Self::Adam(t) => Self::Adam(t.scaled(scale)),
         }
     }
 }
@@ -561,13 +572,16 @@ pub fn lion_step(py: Python<'_>, groups: Vec<Bound<'_, PyDict>>) -> PyResult<()>
     step::<Lion>(py, groups)
 }
 
-type NormGroup = (AdagradNormHyper, Vec<usize>);
+type NormGroup = (AdagradNormHyper, Vec<usize>, GroupScale);
 
 /// Pass 1: each tensor's sum of squares, added to its accumulator in tensor order.
 fn add_squares<T: Real>(hypers: &[NormGroup], flats: &[Flat<'_, T>], b_sq: &mut [f64]) {
     let work = flats
         .iter()
-        .map(|f| GradSquares::new(&hypers[f.at.slot].0, f.param.as_slice(), f.grad.slice()))
+        .map(|f| {
+            let (h, _, scale) = &hypers[f.at.slot];
+            GradSquares::new(h, f.param.as_slice(), f.grad.slice()).scaled(scale.of())
+        })
         .collect();
     for (f, s) in flats.iter().zip(pool::sum_all(work, GradSquares::sum)) {
         b_sq[hypers[f.at.slot].1[f.at.position]] += s;
@@ -579,8 +593,9 @@ fn apply_norm_step<T: Real>(hypers: &[NormGroup], flats: &mut [Flat<'_, T>], b_s
     let work = flats
         .iter_mut()
         .map(|f| {
-            let (h, accumulator) = &hypers[f.at.slot];
+            let (h, accumulator, scale) = &hypers[f.at.slot];
             AdagradNormTensor::new(h, b_sq[accumulator[f.at.position]], f.param.slice(), f.grad.slice())
+                .scaled(scale.of())
         })
         .collect();
     pool::update_all(work);
@@ -593,7 +608,7 @@ fn norm_hyper(g: &Bound<'_, PyDict>) -> PyResult<NormGroup> {
         weight_decay: item(g, "weight_decay")?,
         maximize: item(g, "maximize")?,
     };
-    Ok((h, item(g, "accumulator")?))
+    Ok((h, item(g, "accumulator")?, GroupScale::extract(g)?))
 }
 
 /// Scalar AdaGrad (AdaGrad-Norm) on every group.
@@ -607,7 +622,7 @@ pub fn adagrad_norm_step(
     b_sq: Vec<f64>,
 ) -> PyResult<Vec<f64>> {
     let (hypers, tensors) = super::extract_groups(&groups, norm_hyper)?;
-    for ((_, accumulator), t) in hypers.iter().zip(&tensors) {
+    for ((_, accumulator, _), t) in hypers.iter().zip(&tensors) {
         if accumulator.len() != t.params.len() || accumulator.iter().any(|&a| a >= b_sq.len()) {
             return Err(Error::Malformed(format!(
                 "param_groups[{}]: accumulator indices do not match its {} params and {} accumulators",

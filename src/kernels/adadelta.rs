@@ -11,7 +11,7 @@
 //! theta   <- theta - lr d
 //! ```
 
-use super::{effective_grad, Real, Update};
+use super::{effective_grad, GradScale, Real, ScaleGrad, Update};
 
 /// AdaDelta hyperparameters of one param group.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -36,6 +36,7 @@ struct Scalars<T> {
     eps: T,
     weight_decay: T,
     maximize: bool,
+    grad_scale: GradScale<T>,
 }
 
 /// One tensor's AdaDelta step.
@@ -64,8 +65,16 @@ impl<'a, T: Real> AdadeltaTensor<'a, T> {
             eps: T::of(h.eps),
             weight_decay: T::of(h.weight_decay),
             maximize: h.maximize,
+            grad_scale: GradScale::one(),
         };
         Self { s, param, grad, square_avg, acc_delta }
+    }
+}
+
+impl<T: Real> ScaleGrad<T> for AdadeltaTensor<'_, T> {
+    fn scaled(mut self, scale: GradScale<T>) -> Self {
+        self.s.grad_scale = scale;
+        self
     }
 }
 
@@ -77,7 +86,7 @@ impl<T: Real> Update for AdadeltaTensor<'_, T> {
         let s = self.s;
         let lanes = self.param.iter_mut().zip(self.grad).zip(self.square_avg.iter_mut().zip(self.acc_delta));
         for ((p, &g), (sq, acc)) in lanes {
-            let g = effective_grad(g, *p, s.maximize, s.weight_decay);
+            let g = effective_grad(g, *p, s.maximize, s.weight_decay, s.grad_scale);
             *sq = *sq * s.rho + s.one_minus_rho * g * g;
             let std = (*sq + s.eps).sqrt();
             let delta = (*acc + s.eps).sqrt() / std * g;

@@ -10,7 +10,7 @@
 //! ```
 
 use super::state::{blocks, State};
-use super::{effective_grad, Real, Update};
+use super::{effective_grad, GradScale, Real, ScaleGrad, Update};
 
 /// AdaGrad hyperparameters of one param group.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -33,6 +33,7 @@ struct Scalars<T> {
     weight_decay: T,
     eps: T,
     maximize: bool,
+    grad_scale: GradScale<T>,
 }
 
 /// One tensor's AdaGrad step, with `sum` stored as `S` (see [`State`]).
@@ -60,8 +61,16 @@ impl<'a, T: Real, S: State<T>> AdagradTensor<'a, T, S> {
             weight_decay: T::of(h.weight_decay),
             eps: T::of(h.eps),
             maximize: h.maximize,
+            grad_scale: GradScale::one(),
         };
         Self { s, param, grad, sum }
+    }
+}
+
+impl<T: Real, S: State<T>> ScaleGrad<T> for AdagradTensor<'_, T, S> {
+    fn scaled(mut self, scale: GradScale<T>) -> Self {
+        self.s.grad_scale = scale;
+        self
     }
 }
 
@@ -85,7 +94,7 @@ impl<T: Real, S: State<T>> AdagradTensor<'_, T, S> {
     #[inline(always)]
     fn run(s: Scalars<T>, param: &mut [T], grad: &[T], sum: &mut [T]) {
         for ((p, &g), sum) in param.iter_mut().zip(grad).zip(sum) {
-            let g = effective_grad(g, *p, s.maximize, s.weight_decay);
+            let g = effective_grad(g, *p, s.maximize, s.weight_decay, s.grad_scale);
             *sum = *sum + g * g;
             let std = sum.sqrt() + s.eps;
             *p = *p + s.neg_clr * g / std;

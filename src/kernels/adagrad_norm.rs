@@ -16,7 +16,7 @@
 //! overflow, and they are computed in fixed pieces added in a fixed order, so
 //! `b` has the same bits for any number of threads.
 
-use super::{effective_grad, Real, Update};
+use super::{effective_grad, GradScale, Real, Update};
 
 /// The parts of the gradient transform shared by both passes.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -34,6 +34,7 @@ pub struct AdagradNormHyper {
 pub struct GradSquares<'a, T> {
     weight_decay: T,
     maximize: bool,
+    grad_scale: GradScale<T>,
     param: &'a [T],
     grad: &'a [T],
 }
@@ -41,7 +42,14 @@ pub struct GradSquares<'a, T> {
 impl<'a, T: Real> GradSquares<'a, T> {
     /// Prepares the first pass over one tensor.
     pub fn new(h: &AdagradNormHyper, param: &'a [T], grad: &'a [T]) -> Self {
-        Self { weight_decay: T::of(h.weight_decay), maximize: h.maximize, param, grad }
+        let (weight_decay, grad_scale) = (T::of(h.weight_decay), GradScale::one());
+        Self { weight_decay, maximize: h.maximize, grad_scale, param, grad }
+    }
+
+    /// The same pass on the gradient unscaled and clipped by `scale` (see [`GradScale`]).
+    pub fn scaled(mut self, scale: GradScale<T>) -> Self {
+        self.grad_scale = scale;
+        self
     }
 
     /// `sum_i g_i^2` in `f64`: element `i` adds into accumulator `i % LANES`, and the
@@ -50,7 +58,7 @@ impl<'a, T: Real> GradSquares<'a, T> {
     pub fn sum(self) -> f64 {
         const LANES: usize = 8;
         let square = |p: T, g: T| {
-            let g = effective_grad(g, p, self.maximize, self.weight_decay).widen();
+            let g = effective_grad(g, p, self.maximize, self.weight_decay, self.grad_scale).widen();
             g * g
         };
         let mut acc = [0.0f64; LANES];
@@ -69,7 +77,7 @@ impl<'a, T: Real> GradSquares<'a, T> {
     }
 }
 
-chunk!(GradSquares { copy: weight_decay, maximize; cut: param, grad });
+chunk!(GradSquares { copy: weight_decay, maximize, grad_scale; cut: param, grad });
 
 /// Second pass: `theta <- theta - lr / b * g` for one tensor.
 #[derive(Debug)]
@@ -77,6 +85,7 @@ pub struct AdagradNormTensor<'a, T> {
     neg_step: T,
     weight_decay: T,
     maximize: bool,
+    grad_scale: GradScale<T>,
     param: &'a mut [T],
     grad: &'a [T],
 }
@@ -88,19 +97,26 @@ impl<'a, T: Real> AdagradNormTensor<'a, T> {
             neg_step: T::of(-(h.lr / b_sq.sqrt())),
             weight_decay: T::of(h.weight_decay),
             maximize: h.maximize,
+            grad_scale: GradScale::one(),
             param,
             grad,
         }
     }
+
+    /// The same update on the gradient unscaled and clipped by `scale` (see [`GradScale`]).
+    pub fn scaled(mut self, scale: GradScale<T>) -> Self {
+        self.grad_scale = scale;
+        self
+    }
 }
 
-chunk!(AdagradNormTensor { copy: neg_step, weight_decay, maximize; cut: param, grad });
+chunk!(AdagradNormTensor { copy: neg_step, weight_decay, maximize, grad_scale; cut: param, grad });
 
 impl<T: Real> Update for AdagradNormTensor<'_, T> {
     #[inline(always)]
     fn update(self) {
         for (p, &g) in self.param.iter_mut().zip(self.grad) {
-            let g = effective_grad(g, *p, self.maximize, self.weight_decay);
+            let g = effective_grad(g, *p, self.maximize, self.weight_decay, self.grad_scale);
             *p = *p + self.neg_step * g;
         }
     }

@@ -17,7 +17,7 @@
 //! bias corrections folded into scalars, as torch computes it.
 
 use super::state::{blocks, State};
-use super::{effective_grad, lerp, maximum, Real, Update};
+use super::{effective_grad, lerp, maximum, GradScale, Real, ScaleGrad, Update};
 
 /// Adam hyperparameters of one param group.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -52,6 +52,7 @@ struct Scalars<T> {
     neg_step_size: T,
     decoupled: bool,
     maximize: bool,
+    grad_scale: GradScale<T>,
 }
 
 /// One tensor's Adam step, with its state stored as `S` (see [`State`]).
@@ -105,8 +106,16 @@ impl<'a, T: Real, S: State<T>> AdamTensor<'a, T, S> {
             neg_step_size: T::of(-(h.lr / bias_correction1)),
             decoupled,
             maximize: h.maximize,
+            grad_scale: GradScale::one(),
         };
         Self { s, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq }
+    }
+}
+
+impl<T: Real, S: State<T>> ScaleGrad<T> for AdamTensor<'_, T, S> {
+    fn scaled(mut self, scale: GradScale<T>) -> Self {
+        self.s.grad_scale = scale;
+        self
     }
 }
 
@@ -119,7 +128,7 @@ impl<T: Real, S: State<T>> AdamTensor<'_, T, S> {
         if s.decoupled {
             *p = *p * s.decay_factor;
         }
-        let g = effective_grad(g, *p, s.maximize, s.l2);
+        let g = effective_grad(g, *p, s.maximize, s.l2, s.grad_scale);
         *m = lerp(*m, g, s.one_minus_beta1);
         *v = *v * s.beta2 + s.one_minus_beta2 * g * g;
     }

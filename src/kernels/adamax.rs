@@ -10,7 +10,7 @@
 //! theta <- theta - lr / (1 - beta1^t) * m / u
 //! ```
 
-use super::{effective_grad, lerp, maximum, Real, Update};
+use super::{effective_grad, lerp, maximum, GradScale, Real, ScaleGrad, Update};
 
 /// Adamax hyperparameters of one param group.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -37,6 +37,7 @@ struct Scalars<T> {
     eps: T,
     neg_step_size: T,
     maximize: bool,
+    grad_scale: GradScale<T>,
 }
 
 /// One tensor's Adamax step.
@@ -66,8 +67,16 @@ impl<'a, T: Real> AdamaxTensor<'a, T> {
             eps: T::of(h.eps),
             neg_step_size: T::of(-(h.lr / (1.0 - h.beta1.powf(step)))),
             maximize: h.maximize,
+            grad_scale: GradScale::one(),
         };
         Self { s, param, grad, exp_avg, exp_inf }
+    }
+}
+
+impl<T: Real> ScaleGrad<T> for AdamaxTensor<'_, T> {
+    fn scaled(mut self, scale: GradScale<T>) -> Self {
+        self.s.grad_scale = scale;
+        self
     }
 }
 
@@ -79,7 +88,7 @@ impl<T: Real> Update for AdamaxTensor<'_, T> {
         let s = self.s;
         let lanes = self.param.iter_mut().zip(self.grad).zip(self.exp_avg.iter_mut().zip(self.exp_inf));
         for ((p, &g), (m, u)) in lanes {
-            let g = effective_grad(g, *p, s.maximize, s.weight_decay);
+            let g = effective_grad(g, *p, s.maximize, s.weight_decay, s.grad_scale);
             *m = lerp(*m, g, s.one_minus_beta1);
             *u = maximum(*u * s.beta2, g.abs() + s.eps);
             *p = *p + s.neg_step_size * *m / *u;

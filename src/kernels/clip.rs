@@ -96,23 +96,54 @@ impl Order {
 #[derive(Debug)]
 pub struct NormPiece<'a, T> {
     order: Order,
+    scale: T,
     grad: &'a [T],
 }
 
 impl<'a, T: Real> NormPiece<'a, T> {
     /// Prepares the reduction of a whole array (cut into pieces by the scheduler).
     pub fn new(order: Order, grad: &'a [T]) -> Self {
-        Self { order, grad }
+        Self::scaled(order, grad, T::one())
+    }
+
+    /// The reduction of the array `scale * g` (each product rounded to `T`), without writing it.
+    pub fn scaled(order: Order, grad: &'a [T], scale: T) -> Self {
+        Self { order, scale, grad }
     }
 
     /// The accumulator of this piece (`sum |g|^p`, or `max |g|`), in `f64`, left to right.
     pub fn accumulate(self) -> f64 {
-        let order = self.order;
-        self.grad.iter().fold(Order::EMPTY, |acc, &g| order.combine(acc, order.term(g.widen())))
+        let (order, scale) = (self.order, self.scale);
+        self.grad.iter().fold(Order::EMPTY, |acc, &g| order.combine(acc, order.term((g * scale).widen())))
     }
 }
 
-chunk!(NormPiece { len: grad; copy: order; cut: grad });
+chunk!(NormPiece { len: grad; copy: order, scale; cut: grad });
+
+/// One piece of a gradient array checked for NaN and infinite entries, after multiplying
+/// each by `scale` (a loss scale's `1 / S`, rounded to `T`).
+#[derive(Debug)]
+pub struct FinitePiece<'a, T> {
+    scale: T,
+    grad: &'a [T],
+}
+
+impl<'a, T: Real> FinitePiece<'a, T> {
+    /// Prepares the check of a whole array (cut into pieces by the scheduler).
+    pub fn new(grad: &'a [T], scale: T) -> Self {
+        Self { scale, grad }
+    }
+
+    /// 1 when some `scale * g` of this piece is NaN or infinite, else 0: a branch-free
+    /// `or` over the entries, which the compiler vectorizes.
+    pub fn count(self) -> f64 {
+        let scale = self.scale;
+        let bad = self.grad.iter().fold(false, |bad, &g| bad | !(g * scale).is_finite());
+        f64::from(u8::from(bad))
+    }
+}
+
+chunk!(FinitePiece { len: grad; copy: scale; cut: grad });
 
 /// An array's norm from its accumulator, rounded to its dtype as torch's per-tensor
 /// `vector_norm` returns it.
@@ -242,6 +273,21 @@ mod tests {
     fn f32_norms_do_not_overflow_before_the_root() {
         let g = [3e20f32, 4e20];
         assert_eq!(norm(Order::Two, &g), f64::from(5e20f32));
+    }
+
+    #[test]
+    fn scaled_norms_and_finiteness_see_the_unscaled_gradient() {
+        let g = [6.0f32, 8.0];
+        let n = tensor_norm::<f32>(Order::Two, NormPiece::scaled(Order::Two, &g, 0.5).accumulate());
+        assert_eq!(n, 5.0);
+        assert_eq!(FinitePiece::new(&g, 0.5f32).count(), 0.0);
+        // finite entries that overflow once multiplied count as infinite
+        assert_eq!(FinitePiece::new(&[3e38f32, 1.0], 2.0).count(), 1.0);
+        for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            let g = [1.0, 2.0, bad, 4.0];
+            let (a, b) = FinitePiece::new(&g, 1.0).split_at(2);
+            assert_eq!((a.count(), b.count()), (0.0, 1.0));
+        }
     }
 
     #[test]

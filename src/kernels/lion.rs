@@ -15,7 +15,7 @@
 //! applied first. `sign` is NumPy's: 0 at 0, and NaN stays NaN (torch's `sign` maps
 //! NaN to 0, which would hide a NaN gradient).
 
-use super::{Real, Update};
+use super::{GradScale, Real, ScaleGrad, Update};
 
 /// Lion hyperparameters of one param group.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -42,6 +42,7 @@ struct Scalars<T> {
     neg_lr: T,
     decays: bool,
     maximize: bool,
+    grad_scale: GradScale<T>,
 }
 
 /// One tensor's Lion step.
@@ -65,8 +66,16 @@ impl<'a, T: Real> LionTensor<'a, T> {
             neg_lr: T::of(-h.lr),
             decays: h.weight_decay != 0.0,
             maximize: h.maximize,
+            grad_scale: GradScale::one(),
         };
         Self { s, param, grad, exp_avg }
+    }
+}
+
+impl<T: Real> ScaleGrad<T> for LionTensor<'_, T> {
+    fn scaled(mut self, scale: GradScale<T>) -> Self {
+        self.s.grad_scale = scale;
+        self
     }
 }
 
@@ -91,6 +100,7 @@ impl<T: Real> Update for LionTensor<'_, T> {
     fn update(self) {
         let s = self.s;
         for ((p, &g), m) in self.param.iter_mut().zip(self.grad).zip(self.exp_avg.iter_mut()) {
+            let g = s.grad_scale.apply(g);
             let g = if s.maximize { -g } else { g };
             if s.decays {
                 *p = *p * s.decay_factor;

@@ -149,10 +149,50 @@ impl<S: Cut> Cut for Option<S> {
     }
 }
 
-/// The gradient the update sees: `-g` when maximizing, then `+ weight_decay * p`
-/// (torch's `grad.add(param, alpha=weight_decay)`; L2 regularization).
+/// The multipliers of the raw gradient of one group, in the element type: the loss-scale
+/// unscaling `1 / grad_scale`, then the clip coefficient `min(max_norm / (N + 1e-6), 1)`.
+///
+/// They are applied one after the other, `(g * unscale) * clip`, as torch's
+/// `GradScaler.unscale_` then `clip_grad_norm_` round each product to the gradient's
+/// dtype; multiplying by 1 is exact, so [`GradScale::one`] leaves every bit as it was.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GradScale<T> {
+    /// `1 / grad_scale`, computed in `f64` and rounded to `T`.
+    pub unscale: T,
+    /// The clip coefficient, rounded to `T`.
+    pub clip: T,
+}
+
+impl<T: Real> GradScale<T> {
+    /// No scaling: both multipliers are 1.
+    pub fn one() -> Self {
+        Self { unscale: T::one(), clip: T::one() }
+    }
+
+    /// Dividing by the loss scale `grad_scale` (> 0), then clipping by `clip_coef`.
+    pub fn new(grad_scale: f64, clip_coef: f64) -> Self {
+        Self { unscale: T::of(grad_scale.recip()), clip: T::of(clip_coef) }
+    }
+
+    /// `(g * unscale) * clip`.
+    #[inline(always)]
+    pub fn apply(self, g: T) -> T {
+        g * self.unscale * self.clip
+    }
+}
+
+/// A step whose raw gradient is first unscaled and clipped.
+pub trait ScaleGrad<T>: Sized {
+    /// The same step on the gradient multiplied by `scale` (see [`GradScale`]).
+    fn scaled(self, scale: GradScale<T>) -> Self;
+}
+
+/// The gradient the update sees: unscaled and clipped by `scale`, `-g` when maximizing,
+/// then `+ weight_decay * p` (torch's `grad.add(param, alpha=weight_decay)`; L2
+/// regularization).
 #[inline(always)]
-pub fn effective_grad<T: Real>(g: T, p: T, maximize: bool, weight_decay: T) -> T {
+pub fn effective_grad<T: Real>(g: T, p: T, maximize: bool, weight_decay: T, scale: GradScale<T>) -> T {
+    let g = scale.apply(g);
     let g = if maximize { -g } else { g };
     if weight_decay != T::zero() {
         g + weight_decay * p
@@ -188,6 +228,17 @@ mod tests {
     fn lerp_rounds_like_torch() {
         // start + w (end - start) gives 2.56335f32 here; torch.lerp gives 2.5633502f32
         assert_eq!(super::lerp(0.123f32, 4.56, 0.55), 2.563_350_2f32);
+    }
+
+    #[test]
+    fn grad_scale_rounds_each_product_like_torch() {
+        use super::GradScale;
+        let g = 1234.5f32;
+        let unscale = (1.0f64 / 1000.0) as f32;
+        assert_eq!(GradScale::<f32>::new(1000.0, 0.3).apply(g), (g * unscale) * 0.3f32);
+        assert_eq!(GradScale::<f64>::one().apply(0.1), 0.1);
+        // unscaled and clipped first, then negated (maximize), then + wd * p
+        assert_eq!(super::effective_grad(2.0f64, 1.0, true, 0.5, GradScale::new(4.0, 0.5)), 0.25);
     }
 
     #[test]

@@ -21,7 +21,7 @@
 //! The running product `prod_{i<=t} mu_i` is per-tensor state (`mu_product`) that the
 //! caller keeps and passes in, already multiplied by `mu_t`.
 
-use super::{effective_grad, lerp, Real, Update};
+use super::{effective_grad, lerp, GradScale, Real, ScaleGrad, Update};
 
 /// NAdam hyperparameters of one param group.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -64,6 +64,7 @@ struct Scalars<T> {
     avg_step: T,
     decoupled: bool,
     maximize: bool,
+    grad_scale: GradScale<T>,
 }
 
 /// One tensor's NAdam step.
@@ -104,8 +105,16 @@ impl<'a, T: Real> NadamTensor<'a, T> {
             avg_step: T::of(-h.lr * mu_next / (1.0 - mu_product_next)),
             decoupled,
             maximize: h.maximize,
+            grad_scale: GradScale::one(),
         };
         Self { s, param, grad, exp_avg, exp_avg_sq }
+    }
+}
+
+impl<T: Real> ScaleGrad<T> for NadamTensor<'_, T> {
+    fn scaled(mut self, scale: GradScale<T>) -> Self {
+        self.s.grad_scale = scale;
+        self
     }
 }
 
@@ -120,7 +129,7 @@ impl<T: Real> Update for NadamTensor<'_, T> {
             if s.decoupled {
                 *p = *p * s.decay_factor;
             }
-            let g = effective_grad(g, *p, s.maximize, s.l2);
+            let g = effective_grad(g, *p, s.maximize, s.l2, s.grad_scale);
             *m = lerp(*m, g, s.one_minus_beta1);
             *v = *v * s.beta2 + s.one_minus_beta2 * g * g;
             let denom = (*v / s.bias_correction2).sqrt() + s.eps;

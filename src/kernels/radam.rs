@@ -20,7 +20,7 @@
 //! `rho_t` is the length of the approximated simple moving average; below 5 the
 //! variance of the adaptive rate is intractable and the step falls back to momentum.
 
-use super::{effective_grad, lerp, Real, Update};
+use super::{effective_grad, lerp, GradScale, Real, ScaleGrad, Update};
 
 /// RAdam hyperparameters of one param group.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -67,6 +67,7 @@ struct Scalars<T> {
     rect: Option<T>,
     decoupled: bool,
     maximize: bool,
+    grad_scale: GradScale<T>,
 }
 
 /// One tensor's RAdam step.
@@ -103,8 +104,16 @@ impl<'a, T: Real> RadamTensor<'a, T> {
             rect: h.rectification(step).map(T::of),
             decoupled,
             maximize: h.maximize,
+            grad_scale: GradScale::one(),
         };
         Self { s, param, grad, exp_avg, exp_avg_sq }
+    }
+}
+
+impl<T: Real> ScaleGrad<T> for RadamTensor<'_, T> {
+    fn scaled(mut self, scale: GradScale<T>) -> Self {
+        self.s.grad_scale = scale;
+        self
     }
 }
 
@@ -119,7 +128,7 @@ impl<T: Real> Update for RadamTensor<'_, T> {
             if s.decoupled {
                 *p = *p * s.decay_factor;
             }
-            let g = effective_grad(g, *p, s.maximize, s.l2);
+            let g = effective_grad(g, *p, s.maximize, s.l2, s.grad_scale);
             *m = lerp(*m, g, s.one_minus_beta1);
             *v = *v * s.beta2 + s.one_minus_beta2 * g * g;
             let bias_corrected = *m / s.bias_correction1;

@@ -16,7 +16,7 @@
 //! ```
 
 use super::state::{blocks, State};
-use super::{effective_grad, lerp, Real, Update};
+use super::{effective_grad, lerp, GradScale, Real, ScaleGrad, Update};
 
 /// RMSprop hyperparameters of one param group.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -49,6 +49,7 @@ struct Scalars<T> {
     momentum: T,
     maximize: bool,
     eps_in_sqrt: bool,
+    grad_scale: GradScale<T>,
 }
 
 /// One tensor's RMSprop step, with its state stored as `S` (see [`State`]).
@@ -95,9 +96,17 @@ impl<'a, T: Real, S: State<T>> RmspropTensor<'a, T, S> {
             weight_decay: T::of(h.weight_decay),
             momentum: T::of(h.momentum),
             maximize: h.maximize,
+            grad_scale: GradScale::one(),
             eps_in_sqrt: h.eps_in_sqrt,
         };
         Self { s, param, grad, square_avg, grad_avg, momentum_buffer }
+    }
+}
+
+impl<T: Real, S: State<T>> ScaleGrad<T> for RmspropTensor<'_, T, S> {
+    fn scaled(mut self, scale: GradScale<T>) -> Self {
+        self.s.grad_scale = scale;
+        self
     }
 }
 
@@ -129,7 +138,7 @@ impl<T: Real> Scalars<T> {
         grad_avg: Option<&mut T>,
         momentum_buffer: Option<&mut T>,
     ) {
-        let g = effective_grad(g, *p, self.maximize, self.weight_decay);
+        let g = effective_grad(g, *p, self.maximize, self.weight_decay, self.grad_scale);
         *sq = *sq * self.alpha + self.one_minus_alpha * g * g;
         // torch: square_avg.addcmul(grad_avg, grad_avg, value=-1)
         let variance = match grad_avg {

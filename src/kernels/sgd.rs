@@ -17,7 +17,7 @@
 //! `theta_hat_k`. With `momentum = 0` it is plain (minibatch) SGD.
 
 use super::state::{blocks, State};
-use super::{effective_grad, Real, Update};
+use super::{effective_grad, GradScale, Real, ScaleGrad, Update};
 
 /// SGD hyperparameters of one param group.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -45,6 +45,7 @@ struct Scalars<T> {
     weight_decay: T,
     nesterov: bool,
     maximize: bool,
+    grad_scale: GradScale<T>,
 }
 
 /// One tensor's SGD step, with its momentum buffer stored as `S` (see [`State`]).
@@ -88,8 +89,16 @@ impl<'a, T: Real, S: State<T>> SgdTensor<'a, T, S> {
             weight_decay: T::of(h.weight_decay),
             nesterov: h.nesterov,
             maximize: h.maximize,
+            grad_scale: GradScale::one(),
         };
         Self { s, first, param, grad, momentum_buffer }
+    }
+}
+
+impl<T: Real, S: State<T>> ScaleGrad<T> for SgdTensor<'_, T, S> {
+    fn scaled(mut self, scale: GradScale<T>) -> Self {
+        self.s.grad_scale = scale;
+        self
     }
 }
 
@@ -102,13 +111,13 @@ impl<T: Real, S: State<T>> SgdTensor<'_, T, S> {
         match momentum_buffer {
             None => {
                 for (p, &g) in param.iter_mut().zip(grad) {
-                    let g = effective_grad(g, *p, s.maximize, s.weight_decay);
+                    let g = effective_grad(g, *p, s.maximize, s.weight_decay, s.grad_scale);
                     *p = *p + s.neg_lr * g;
                 }
             }
             Some(buf) => {
                 for ((p, &g), b) in param.iter_mut().zip(grad).zip(buf) {
-                    let g = effective_grad(g, *p, s.maximize, s.weight_decay);
+                    let g = effective_grad(g, *p, s.maximize, s.weight_decay, s.grad_scale);
                     *b = if first { g } else { *b * s.momentum + s.one_minus_dampening * g };
                     let d = if s.nesterov { g + s.momentum * *b } else { *b };
                     *p = *p + s.neg_lr * d;
