@@ -90,21 +90,26 @@ fn pool() -> Option<Arc<ThreadPool>> {
 /// tasks of at least [`CHUNK`] elements (the last may be smaller), so that a model
 /// of many small tensors is a few tasks, not one per tensor.
 fn tasks<C: Chunk>(tensors: Vec<C>) -> (Vec<Vec<(usize, C)>>, usize) {
+    tasks_of(tensors, CHUNK)
+}
+
+/// [`tasks`] with pieces and tasks of `size` elements (a multiple of [`CHUNK`]).
+fn tasks_of<C: Chunk>(tensors: Vec<C>, size: usize) -> (Vec<Vec<(usize, C)>>, usize) {
     let mut out = Vec::new();
     let mut task = Vec::new();
     let (mut total, mut in_task) = (0, 0);
     let mut push = |piece: (usize, C), task: &mut Vec<(usize, C)>| {
         in_task += piece.1.len();
         task.push(piece);
-        if in_task >= CHUNK {
+        if in_task >= size {
             out.push(std::mem::take(task));
             in_task = 0;
         }
     };
     for (index, mut rest) in tensors.into_iter().enumerate() {
         total += rest.len();
-        while rest.len() > CHUNK {
-            let (head, tail) = rest.split_at(CHUNK);
+        while rest.len() > size {
+            let (head, tail) = rest.split_at(size);
             push((index, head), &mut task);
             rest = tail;
         }
@@ -127,14 +132,26 @@ fn parallel_pool(total: usize) -> Option<Arc<ThreadPool>> {
 }
 
 /// Applies every tensor's update: one parallel region for the whole list.
+///
+/// An update is elementwise, so where the work is cut changes no result; large steps
+/// are cut into a few long spans per thread (multiples of [`CHUNK`]), so that each
+/// thread streams through long runs of memory, which the prefetchers reward.
 pub fn update_all<C: Update>(tensors: Vec<C>) {
-    let (work, total) = tasks(tensors);
+    let total: usize = tensors.iter().map(Chunk::len).sum();
     let run = |task: Vec<(usize, C)>| task.into_iter().for_each(|(_, c)| simd::run(c));
     match parallel_pool(total) {
-        Some(pool) => pool.install(|| work.into_par_iter().for_each(run)),
-        None => work.into_iter().for_each(run),
+        Some(pool) => {
+            let spans = SPANS_PER_THREAD * pool.current_num_threads();
+            let (work, _) = tasks_of(tensors, total.div_ceil(spans).next_multiple_of(CHUNK).max(CHUNK));
+            pool.install(|| work.into_par_iter().for_each(run))
+        }
+        None => tasks(tensors).0.into_iter().for_each(run),
     }
 }
+
+/// Spans of work per thread in a large parallel update: a few, so that a thread that
+/// finishes early can take over from a slow one.
+const SPANS_PER_THREAD: usize = 4;
 
 /// Per tensor, the sum of `piece_sum` over its pieces, added in piece order.
 pub fn sum_all<C: Chunk>(tensors: Vec<C>, piece_sum: impl Fn(C) -> f64 + Sync) -> Vec<f64> {
