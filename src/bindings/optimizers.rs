@@ -22,6 +22,35 @@ use crate::kernels::state::{Bf16, State};
 use crate::kernels::{Chunk, GradScale, Real, ScaleGrad, Update};
 use crate::pool;
 
+/// `Kernel::tensor` and `Kernel::bf16_tensor` of a kernel whose tensor is generic over
+/// its state storage (`crate::kernels::state`): both are its `with_state`, the second
+/// wrapped in the `Bf16Tensor` variant named here.
+macro_rules! storage_generic {
+    ($variant:ident) => {
+        fn tensor<'a, T: Real>(
+            &'a self,
+            position: usize,
+            param: &'a mut [T],
+            grad: &'a [T],
+            state: Vec<Option<&'a mut [T]>>,
+        ) -> Option<Self::Tensor<'a, T>> {
+            self.with_state(position, param, grad, state)
+        }
+
+        const BF16: bool = true;
+
+        fn bf16_tensor<'a>(
+            &'a self,
+            position: usize,
+            param: &'a mut [f32],
+            grad: &'a [f32],
+            state: Vec<Option<Bf16<'a>>>,
+        ) -> Option<Bf16Tensor<'a>> {
+            self.with_state(position, param, grad, state).map(Bf16Tensor::$variant)
+        }
+    };
+}
+
 /// `group[key]`, converted; a missing key is a `KeyError` naming it.
 fn item<'py, T: FromPyObjectOwned<'py>>(group: &Bound<'py, PyDict>, key: &str) -> PyResult<T> {
     let value =
@@ -120,27 +149,7 @@ impl Kernel for Sgd {
         Ok(Self { h, first: item(g, "first")? })
     }
 
-    fn tensor<'a, T: Real>(
-        &'a self,
-        position: usize,
-        param: &'a mut [T],
-        grad: &'a [T],
-        state: Vec<Option<&'a mut [T]>>,
-    ) -> Option<Self::Tensor<'a, T>> {
-        self.with_state(position, param, grad, state)
-    }
-
-    const BF16: bool = true;
-
-    fn bf16_tensor<'a>(
-        &'a self,
-        position: usize,
-        param: &'a mut [f32],
-        grad: &'a [f32],
-        state: Vec<Option<Bf16<'a>>>,
-    ) -> Option<Bf16Tensor<'a>> {
-        self.with_state(position, param, grad, state).map(Bf16Tensor::Sgd)
-    }
+    storage_generic!(Sgd);
 }
 
 impl Sgd {
@@ -181,27 +190,7 @@ impl Kernel for Adagrad {
         Ok(Self { h, step: item(g, "step")? })
     }
 
-    fn tensor<'a, T: Real>(
-        &'a self,
-        position: usize,
-        param: &'a mut [T],
-        grad: &'a [T],
-        state: Vec<Option<&'a mut [T]>>,
-    ) -> Option<Self::Tensor<'a, T>> {
-        self.with_state(position, param, grad, state)
-    }
-
-    const BF16: bool = true;
-
-    fn bf16_tensor<'a>(
-        &'a self,
-        position: usize,
-        param: &'a mut [f32],
-        grad: &'a [f32],
-        state: Vec<Option<Bf16<'a>>>,
-    ) -> Option<Bf16Tensor<'a>> {
-        self.with_state(position, param, grad, state).map(Bf16Tensor::Adagrad)
-    }
+    storage_generic!(Adagrad);
 }
 
 impl Adagrad {
@@ -240,32 +229,13 @@ impl Kernel for Rmsprop {
         Ok(Self { h })
     }
 
-    fn tensor<'a, T: Real>(
-        &'a self,
-        _position: usize,
-        param: &'a mut [T],
-        grad: &'a [T],
-        state: Vec<Option<&'a mut [T]>>,
-    ) -> Option<Self::Tensor<'a, T>> {
-        self.with_state(param, grad, state)
-    }
-
-    const BF16: bool = true;
-
-    fn bf16_tensor<'a>(
-        &'a self,
-        _position: usize,
-        param: &'a mut [f32],
-        grad: &'a [f32],
-        state: Vec<Option<Bf16<'a>>>,
-    ) -> Option<Bf16Tensor<'a>> {
-        self.with_state(param, grad, state).map(Bf16Tensor::Rmsprop)
-    }
+    storage_generic!(Rmsprop);
 }
 
 impl Rmsprop {
     fn with_state<'a, T: Real, S: State<T>>(
         &'a self,
+        _position: usize,
         param: &'a mut [T],
         grad: &'a [T],
         state: Vec<Option<S>>,
@@ -335,27 +305,7 @@ impl Kernel for Adam {
         Ok(Self { h, step: item(g, "step")? })
     }
 
-    fn tensor<'a, T: Real>(
-        &'a self,
-        position: usize,
-        param: &'a mut [T],
-        grad: &'a [T],
-        state: Vec<Option<&'a mut [T]>>,
-    ) -> Option<Self::Tensor<'a, T>> {
-        self.with_state(position, param, grad, state)
-    }
-
-    const BF16: bool = true;
-
-    fn bf16_tensor<'a>(
-        &'a self,
-        position: usize,
-        param: &'a mut [f32],
-        grad: &'a [f32],
-        state: Vec<Option<Bf16<'a>>>,
-    ) -> Option<Bf16Tensor<'a>> {
-        self.with_state(position, param, grad, state).map(Bf16Tensor::Adam)
-    }
+    storage_generic!(Adam);
 }
 
 impl Adam {
