@@ -3,7 +3,16 @@
 use std::fmt;
 
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
-use pyo3::PyErr;
+use pyo3::{create_exception, PyErr};
+
+create_exception!(
+    _core,
+    StateMissing,
+    PyValueError,
+    "A state array that the group's settings use is absent from its parameter's state dict \
+     (or None). The Python layer then takes its general path, which creates the optional \
+     buffers an option switched on mid-run needs, and names a missing required one."
+);
 
 /// Everything that can be wrong with the arrays handed to a step or a clipping function.
 #[derive(Debug, Clone, PartialEq)]
@@ -50,8 +59,13 @@ pub enum Error {
         /// The array, as the user knows it.
         what: String,
     },
-    /// Lists of different lengths, or a state array missing.
+    /// Lists of different lengths, or a malformed argument.
     Malformed(String),
+    /// A state array the settings use that the parameter's state dict lacks.
+    StateMissing {
+        /// The state array, as the user knows it.
+        what: String,
+    },
     /// A gradient norm that is NaN or infinite where the caller asked for an error
     /// (torch's `error_if_nonfinite`); a `RuntimeError`, as torch raises.
     NonFiniteNorm {
@@ -80,6 +94,7 @@ impl fmt::Display for Error {
                  array once and keep parameters, gradients and state in separate memory"
             ),
             Self::Malformed(msg) => f.write_str(msg),
+            Self::StateMissing { what } => write!(f, "{what} is missing"),
             Self::NonFiniteNorm { norm_type } => write!(
                 f,
                 "The total norm of order {norm_type:?} for gradients from `parameters` is non-finite, \
@@ -97,6 +112,7 @@ impl From<Error> for PyErr {
         match err {
             Error::Dtype { .. } | Error::NotAnArray { .. } => PyTypeError::new_err(err.to_string()),
             Error::NonFiniteNorm { .. } => PyRuntimeError::new_err(err.to_string()),
+            Error::StateMissing { .. } => StateMissing::new_err(err.to_string()),
             _ => PyValueError::new_err(err.to_string()),
         }
     }

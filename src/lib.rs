@@ -33,4 +33,6 @@ mod _core {
     use crate::bindings::stream::stream_axpy;
     #[pymodule_export]
     use crate::bindings::threads::{get_num_threads, get_simd_level, set_num_threads, set_simd_level};
+    #[pymodule_export]
+    use crate::error::StateMissing;
 }

@@ -632,6 +632,71 @@ def _public_members(obj: Any) -> list[tuple[str, Any]]:
     ]
 
 
+# --- live state between steps ----------------------------------------------------------
+# A step whose parameters all have state hands the live state dicts to the kernel, which
+# reads each array by name (optimizer.py, _run); an array the settings use and a state
+# lacks sends the step down the general path, which creates it. These pin both paths.
+
+
+def test_state_array_replaced_between_steps_is_the_one_updated():
+    rng = np.random.default_rng(0)
+    grads = [rng.standard_normal(5) for _ in range(3)]
+    a, b = np.ones(5), np.ones(5)
+    ref = fo.Adam([a], lr=0.1)
+    opt = fo.Adam([b], lr=0.1)
+    for o in (ref, opt):
+        o.step(grads=[grads[0]])
+    replacement = opt.state[b]["exp_avg"].copy()
+    opt.state[b]["exp_avg"] = replacement
+    for g in grads[1:]:
+        ref.step(grads=[g])
+        opt.step(grads=[g])
+    assert opt.state[b]["exp_avg"] is replacement
+    np.testing.assert_array_equal(replacement, ref.state[a]["exp_avg"])
+    np.testing.assert_array_equal(b, a)
+    assert opt.state[b]["step"] == 3.0
+
+
+def test_sgd_momentum_buffer_reset_to_none_restarts_as_torch():
+    """torch's SGD takes ``momentum_buffer = None`` as "no buffer yet" and starts it from
+    the gradient; ferroptim's general path does the same."""
+    rng = np.random.default_rng(1)
+    grads = [rng.standard_normal(4) for _ in range(4)]
+    p = np.linspace(-1, 1, 4)
+    t = torch.tensor(p, requires_grad=True)
+    opt = fo.SGD([p], lr=0.1, momentum=0.9, dampening=0.2)
+    topt = torch.optim.SGD([t], lr=0.1, momentum=0.9, dampening=0.2)
+    for k, g in enumerate(grads):
+        if k == 2:
+            opt.state[p]["momentum_buffer"] = None
+            topt.state[t]["momentum_buffer"] = None
+        opt.step(grads=[g])
+        t.grad = torch.tensor(g)
+        topt.step()
+    np.testing.assert_array_equal(p, t.detach().numpy())
+
+
+def test_rmsprop_options_switched_on_mid_run_start_their_buffers_at_zero():
+    rng = np.random.default_rng(2)
+    g1, g2 = rng.standard_normal(3), rng.standard_normal(3)
+    p = np.ones(3)
+    opt = fo.RMSprop([p], lr=0.01, alpha=0.9)
+    opt.step(grads=[g1])
+    assert set(opt.state[p]) == {"step", "square_avg"}
+    v = 0.1 * g1**2
+    opt.param_groups[0].update(centered=True, momentum=0.5)
+    before = p.copy()
+    opt.step(grads=[g2])
+    # the lecture's RMSProp with a centred second moment and momentum, from zero buffers
+    v = 0.9 * v + 0.1 * g2**2
+    g_avg = 0.1 * g2
+    buf = (g2 / (np.sqrt(v - g_avg * g_avg) + 1e-8)) * 1.0
+    np.testing.assert_allclose(opt.state[p]["grad_avg"], g_avg, rtol=1e-15)
+    np.testing.assert_allclose(opt.state[p]["momentum_buffer"], buf, rtol=1e-14)
+    np.testing.assert_allclose(p, before - 0.01 * buf, rtol=1e-14)
+    assert opt.state[p]["step"] == 2.0
+
+
 @pytest.mark.parametrize("name", fo.__all__)
 def test_every_public_name_and_method_has_a_docstring(name):
     obj = getattr(fo, name)

@@ -2,8 +2,10 @@
 
 Each ``*_step`` function takes one dict per param group: the group's hyperparameters
 (torch's names) plus ``group`` (its index), ``index`` (each tensor's position in the
-group), ``params``, ``grads`` and ``state`` (per tensor, its state arrays in the
-algorithm's slot order, ``None`` where unused), and per-tensor scalars: ``step``
+group), ``params``, ``grads``, ``state`` (per tensor, its state dict, from which the
+arrays are read by slot name) and ``slots`` (which of the algorithm's state slots the
+group's settings use; a used one absent from a state dict, or ``None``, raises
+``StateMissing``), and per-tensor scalars: ``step``
 (already incremented) for Adagrad and the Adam family, ``mu_product`` (the running
 product of the momentum schedule, this step's included) for NAdam, ``first`` (momentum
 buffer is new) for SGD.
@@ -40,8 +42,13 @@ __all__ = [
     "set_simd_level",
     "Batches",
     "MinibatchSampler",
+    "StateMissing",
     "_stream_axpy",
 ]
+
+class StateMissing(ValueError):
+    """A state array that the group's settings use is absent from its parameter's state
+    dict (or ``None``)."""
 
 def sgd_step(groups: list[dict[str, Any]]) -> None:
     """SGD, with or without (Nesterov) momentum, on every group."""

@@ -140,7 +140,7 @@ class AdagradNorm(Optimizer):
             used.update(keys)
             call = {k: group[k] for k in ("lr", "weight_decay", "maximize")}
             call["grad_scale"] = group.get("grad_scale")
-            call.update(tensors, state=[[]] * len(keys), accumulator=[slot_of[k] for k in keys])
+            call.update(tensors, state=[{}] * len(keys), slots=[], accumulator=[slot_of[k] for k in keys])
             calls.append(call)
         if not self._unscale_and_clip(calls) or not calls:
             return

@@ -98,12 +98,8 @@ class Adam(Optimizer):
             "exp_avg_sq": self._state_buffer(p, group),
         }
 
-    def _slot_arrays(self, state: dict[str, Any], p: np.ndarray, group: dict[str, Any]) -> list:
-        if not group["amsgrad"]:
-            return [state["exp_avg"], state["exp_avg_sq"], None]
-        if "max_exp_avg_sq" not in state:
-            state["max_exp_avg_sq"] = self._state_buffer(p, group)
-        return [state["exp_avg"], state["exp_avg_sq"], state["max_exp_avg_sq"]]
+    def _used_slots(self, group: dict[str, Any]) -> list[bool]:
+        return [True, True, bool(group["amsgrad"])]
 
 
 class AdamW(Adam):

@@ -652,10 +652,17 @@ class Optimizer:
             return np.full_like(like, bits, dtype=np.uint16)
         return np.zeros_like(like) if fill == 0 else np.full_like(like, fill)
 
-    def _slot_arrays(self, state: dict[str, Any], p: np.ndarray, group: dict[str, Any]) -> list:
-        """The state arrays ``group``'s settings use, in ``state_slots`` order
-        (``None`` where unused); adds missing ones to ``state`` (a private copy)."""
-        return [state.get(name) for name in self.state_slots]
+    def _used_slots(self, group: dict[str, Any]) -> list[bool]:
+        """Which of ``state_slots`` ``group``'s settings use (default: all)."""
+        return [True] * len(self.state_slots)
+
+    def _add_missing_slots(self, state: dict[str, Any], p: np.ndarray, group: dict[str, Any]) -> None:
+        """Adds to ``state`` (a private copy) zeros for each slot ``group``'s settings use
+        that it lacks, as for an option switched on mid-run (torch raises ``KeyError``
+        there). A missing required slot is left missing, for the kernel to name."""
+        for name, used in zip(self.state_slots, self._used_slots(group)):
+            if used and state.get(name) is None and name not in self.required_state:
+                state[name] = self._state_buffer(p, group)
 
     def _tensor_args(
         self, states: list[dict[str, Any]], olds: list[dict[str, Any] | None], group: dict[str, Any]
@@ -668,6 +675,38 @@ class Optimizer:
         for s in states:
             s["step"] = float(s["step"]) + 1.0
         return {"step": [s["step"] for s in states]}
+
+    def _live_states(
+        self, olds: list[dict[str, Any] | None], group: dict[str, Any]
+    ) -> tuple[list[dict[str, Any]] | None, list[bool] | None]:
+        """The states a step can use as they are, and the slots in use: ``olds`` when every
+        parameter has one, empty dicts when the settings keep no state (SGD without
+        momentum), else ``None``."""
+        try:
+            used = self._used_slots(group)
+        except (TypeError, ValueError):  # an edited setting: the general path words it
+            return None, None
+        if not self.counts_steps and not any(used):
+            return [{}] * len(olds), used
+        return (olds if all(olds) else None), used  # type: ignore[return-value]
+
+    def _fast_args(self, olds: list[dict[str, Any]], group: dict[str, Any]) -> dict[str, Any] | None:
+        """The per-tensor kernel scalars of a step of ``group``'s parameters, whose states
+        ``olds`` all exist, computed without touching them; ``None`` where the step needs
+        the general path (a ``step`` that is not a good float, bfloat16 state, other
+        per-tensor scalars). :meth:`_step` writes ``step`` back once the kernel succeeded."""
+        if self.scalar_state or group.get("state_dtype") is not None:
+            return None
+        if not self.counts_steps:
+            return {}
+        try:
+            steps = [old["step"] for old in olds]
+        except KeyError:
+            return None
+        # Every step a finite float >= 0 (a NaN or inf makes the sum non-finite).
+        if set(map(type, steps)) != {float} or not (min(steps) >= 0.0 and math.isfinite(sum(steps))):
+            return None
+        return {"step": [t + 1.0 for t in steps]}
 
     # --- plumbing -------------------------------------------------------------------
     def _align_by_names(self, state_dict: Mapping[str, Any]) -> dict[str, Any]:
@@ -817,22 +856,49 @@ class Optimizer:
                 yield gi, group, {"group": gi, "index": index, "params": ps, "grads": gs}
 
     def _step(self, grads: list[list[Any]]) -> None:
+        """One step over the groups' parameters that have gradients: one kernel call.
+
+        The usual step, where every parameter already has its state, hands the live state
+        dicts to the kernel and afterwards counts their ``step`` up. Any other group (a
+        parameter without state, a ``step`` or setting to check and word, bfloat16 state)
+        takes the general path: private copies of the states, created or completed as the
+        settings need, committed only after the kernel succeeded. The kernel checks every
+        array before it writes any, so a failed step changes nothing either way; when it
+        finds a state array missing from a live state, the step is redone on the general
+        path, which creates the array or names it."""
+        try:
+            self._run(grads, fast=True)
+        except _core.StateMissing:
+            self._run(grads, fast=False)
+
+    def _run(self, grads: list[list[Any]], fast: bool) -> None:
         calls: list[dict[str, Any]] = []
         pending: list[tuple[list[Any], list[dict[str, Any]]]] = []
-        held = self.state.held
+        counted: list[tuple[list[dict[str, Any]], list[float]]] = []
+        items = self.state._items
         for gi, group, tensors in self._with_grads(grads):
             params = tensors["params"]
-            olds = [held(p) for p in params]
-            self._check_current(gi, tensors["index"], olds)
+            entries = [items.get(id(p)) for p in params]
+            olds = [e[1] if e is not None and e[0] is p else None for e, p in zip(entries, params)]
             call = {k: v for k, v in group.items() if k != "params" and k != "param_names"}
             call.update(tensors)
+            live, used = self._live_states(olds, group) if fast else (None, None)
+            args = self._fast_args(live, group) if live is not None else None
+            if live is not None and args is not None:
+                call.update(args, state=live, slots=used)
+                if "step" in args:
+                    counted.append((live, args["step"]))
+                calls.append(call)
+                continue
+            self._check_current(gi, tensors["index"], olds)
             try:
                 if "state_dtype" in group:
                     storage_settings(group)
                 # Private copies: the state is committed only once the kernel accepted every array.
                 states = [old.copy() if old else self._init_state(p, group) for p, old in zip(params, olds)]
-                slot_arrays = self._slot_arrays
-                call["state"] = [slot_arrays(st, p, group) for st, p in zip(states, params)]
+                for st, p in zip(states, params):
+                    self._add_missing_slots(st, p, group)
+                call.update(state=states, slots=self._used_slots(group))
                 call.update(self._tensor_args(states, olds, group))
             except (TypeError, ValueError) as err:
                 # a hyperparameter edited into the group after construction, of the wrong type
@@ -845,6 +911,9 @@ class Optimizer:
             return
         if calls:
             type(self)._kernel(calls)
+        for states, steps in counted:
+            for state, step in zip(states, steps):
+                state["step"] = step
         for params, states in pending:
             self.state.commit(params, states)
 

@@ -94,9 +94,5 @@ class RMSprop(Optimizer):
     def _init_state(self, p: np.ndarray, group: dict[str, Any]) -> dict[str, Any]:
         return {"step": 0.0, "square_avg": self._state_buffer(p, group)}
 
-    def _slot_arrays(self, state: dict[str, Any], p: np.ndarray, group: dict[str, Any]) -> list:
-        wanted = {"grad_avg": group["centered"], "momentum_buffer": group["momentum"] > 0}
-        for name, needed in wanted.items():
-            if needed and name not in state:
-                state[name] = self._state_buffer(p, group)
-        return [state["square_avg"]] + [state[n] if wanted[n] else None for n in wanted]
+    def _used_slots(self, group: dict[str, Any]) -> list[bool]:
+        return [True, bool(group["centered"]), group["momentum"] > 0]

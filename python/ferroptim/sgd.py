@@ -88,13 +88,15 @@ class SGD(Optimizer):
         if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
             raise ValueError("Nesterov momentum requires a momentum and zero dampening")
 
-    def _slot_arrays(self, state: dict[str, Any], p: np.ndarray, group: dict[str, Any]) -> list:
-        if group["momentum"] == 0:
-            return [None]
-        if state.get("momentum_buffer") is None:  # none yet, or reset to None as torch allows
-            # Filled with the gradient by the kernel on this first step, as torch does.
-            state["momentum_buffer"] = self._state_buffer(p, group)
-        return [state["momentum_buffer"]]
+    def _used_slots(self, group: dict[str, Any]) -> list[bool]:
+        # A missing momentum buffer (none yet, or reset to None as torch allows) is created
+        # by the general step and filled with the gradient by the kernel, as torch does.
+        return [group["momentum"] != 0]
+
+    def _fast_args(self, olds: list[dict[str, Any]], group: dict[str, Any]) -> dict[str, Any] | None:
+        if group.get("state_dtype") is not None:
+            return None
+        return {"first": [False] * len(olds)}
 
     def _tensor_args(
         self, states: list[dict[str, Any]], olds: list[dict[str, Any] | None], group: dict[str, Any]

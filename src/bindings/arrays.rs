@@ -8,6 +8,7 @@ use ndarray::{ArrayViewD, ArrayViewMutD};
 use numpy::{BorrowError, Element, PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn, PyReadwriteArrayDyn};
 use numpy::{PyArrayDescrMethods, PyUntypedArray, PyUntypedArrayMethods};
 use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyString};
 
 use crate::error::Error;
 use crate::kernels::Real;
@@ -24,8 +25,11 @@ pub struct Tensors<'py> {
     pub params: Vec<Bound<'py, PyAny>>,
     /// Gradients, read only.
     pub grads: Vec<Bound<'py, PyAny>>,
-    /// Per tensor, its state arrays in the algorithm's slot order (`None` where unused).
-    pub state: Vec<Vec<Option<Bound<'py, PyAny>>>>,
+    /// Per tensor, its state dict: the arrays of the slots in use are read from it by
+    /// name (`opt.state[p]` itself, or the private copy of a step that creates state).
+    pub state: Vec<Bound<'py, PyDict>>,
+    /// Which of the algorithm's state slots the group's settings use.
+    pub slots: Vec<bool>,
     /// How the state is stored: `"bfloat16"` for bfloat16 bits in uint16 arrays,
     /// anything else (or none) in the parameter's dtype.
     #[pyo3(default)]
@@ -195,58 +199,64 @@ const SAME_DTYPE: &str = "the parameter's dtype";
 /// What the state arrays of a group with bfloat16 state must be.
 const BF16_BITS: &str = "uint16 (bfloat16 bits, as the group's state_dtype is 'bfloat16')";
 
+/// An algorithm's state slots: their names, and the same as Python strings, to look
+/// them up in the state dicts.
+pub struct Slots<'py> {
+    names: &'static [&'static str],
+    keys: Vec<Bound<'py, PyString>>,
+}
+
+impl<'py> Slots<'py> {
+    /// The slots `names`, interned.
+    pub fn new(py: Python<'py>, names: &'static [&'static str]) -> Self {
+        Self { names, keys: names.iter().map(|n| PyString::intern(py, n)).collect() }
+    }
+}
+
 fn borrow_tensor<'py, T: Element, S: Element>(
-    (names, state_dtype): (&[&str], &'static str),
+    (slots, used, state_dtype): (&Slots<'py>, &[bool], &'static str),
     at: At,
     param: &Bound<'py, PyArrayDyn<T>>,
     grad: &Bound<'py, PyAny>,
-    state: &[Option<Bound<'py, PyAny>>],
-) -> Result<Borrowed<'py, T, S>, Error> {
+    state: &Bound<'py, PyDict>,
+) -> PyResult<Borrowed<'py, T, S>> {
     let site = at.site;
-    let shape = param.shape().to_vec();
+    let shape = param.shape();
     check_layout(param.as_untyped(), true, || site.param())?;
     let grad = typed::<T>(grad, SAME_DTYPE, || site.grad())?;
-    same_shape(&grad, &shape, || site.grad())?;
+    same_shape(&grad, shape, || site.grad())?;
     check_layout(grad.as_untyped(), false, || site.grad())?;
-    if state.len() != names.len() {
-        return Err(Error::Malformed(format!(
-            "{} has {} state slots, expected {} ({})",
-            site.param(),
-            state.len(),
-            names.len(),
-            names.join(", ")
-        )));
+    let mut arrays = Vec::with_capacity(slots.names.len());
+    for ((key, name), &used) in slots.keys.iter().zip(slots.names).zip(used) {
+        if !used {
+            arrays.push(None);
+            continue;
+        }
+        let s = match state.get_item(key)? {
+            Some(s) if !s.is_none() => s,
+            _ => return Err(Error::StateMissing { what: site.state(name) }.into()),
+        };
+        let s = typed::<S>(&s, state_dtype, || site.state(name))?;
+        same_shape(&s, shape, || site.state(name))?;
+        check_layout(s.as_untyped(), true, || site.state(name))?;
+        arrays.push(Some(s));
     }
-    let state = state
-        .iter()
-        .zip(names)
-        .map(|(s, name)| {
-            s.as_ref()
-                .map(|s| {
-                    let s = typed::<S>(s, state_dtype, || site.state(name))?;
-                    same_shape(&s, &shape, || site.state(name))?;
-                    check_layout(s.as_untyped(), true, || site.state(name))?;
-                    Ok(s)
-                })
-                .transpose()
-        })
-        .collect::<Result<Vec<_>, Error>>()?;
     // Borrow only once every check passed; rust-numpy's borrow tracker then
     // catches any memory shared between arrays of this step.
     let param = writable(param, || site.param())?;
     let grad = grad.try_readonly().map_err(|_| Error::Overlap { what: site.grad() })?;
-    let state = state
-        .iter()
-        .zip(names)
+    let state = (arrays.iter().zip(slots.names))
         .map(|(s, name)| s.as_ref().map(|s| writable(s, || site.state(name))).transpose())
         .collect::<Result<Vec<_>, Error>>()?;
     Ok(Borrowed { at, param, grad, state })
 }
 
 impl<'py> Batch<'py> {
-    /// Type-checks and borrows every tensor of every group. `names` are the
+    /// Type-checks and borrows every tensor of every group. `slots` are the
     /// algorithm's state slots; `bf16` says whether it can keep them as bfloat16.
-    pub fn borrow(groups: &[Tensors<'py>], names: &[&str], bf16: bool) -> Result<Self, Error> {
+    /// A state array that a group's settings use and its state dict lacks is an
+    /// [`Error::StateMissing`].
+    pub fn borrow(groups: &[Tensors<'py>], slots: &Slots<'py>, bf16: bool) -> PyResult<Self> {
         let mut batch = Batch { f32: Vec::new(), f64: Vec::new(), bf16: Vec::new() };
         for (slot, t) in groups.iter().enumerate() {
             let n = t.params.len();
@@ -257,14 +267,26 @@ impl<'py> Batch<'py> {
                     n,
                     t.grads.len(),
                     t.state.len()
-                )));
+                ))
+                .into());
+            }
+            if t.slots.len() != slots.names.len() {
+                return Err(Error::Malformed(format!(
+                    "param_groups[{}]: {} slot flags, expected {} ({})",
+                    t.group,
+                    t.slots.len(),
+                    slots.names.len(),
+                    slots.names.join(", ")
+                ))
+                .into());
             }
             if t.bf16() && !bf16 {
                 return Err(Error::Malformed(format!(
                     "param_groups[{}]: this optimizer cannot keep its state as bfloat16 \
                      (state_dtype='bfloat16' is for Adam, AdamW, SGD, Adagrad and RMSprop)",
                     t.group
-                )));
+                ))
+                .into());
             }
             if t.bf16() && t.rounding.len() != n {
                 return Err(Error::Malformed(format!(
@@ -272,7 +294,8 @@ impl<'py> Batch<'py> {
                     t.group,
                     n,
                     t.rounding.len()
-                )));
+                ))
+                .into());
             }
             for position in 0..n {
                 let site = Site { group: t.group, index: t.index[position] };
@@ -288,18 +311,19 @@ impl<'py> Batch<'py> {
                         },
                         None => Error::NotAnArray { what: site.param(), found: type_name(param) },
                     })?;
-                    batch.bf16.push(borrow_tensor((names, BF16_BITS), at, p, grad, state)?);
+                    batch.bf16.push(borrow_tensor((slots, &t.slots, BF16_BITS), at, p, grad, state)?);
                 } else if let Ok(p) = param.cast::<PyArrayDyn<f32>>() {
-                    batch.f32.push(borrow_tensor((names, SAME_DTYPE), at, p, grad, state)?);
+                    batch.f32.push(borrow_tensor((slots, &t.slots, SAME_DTYPE), at, p, grad, state)?);
                 } else if let Ok(p) = param.cast::<PyArrayDyn<f64>>() {
-                    batch.f64.push(borrow_tensor((names, SAME_DTYPE), at, p, grad, state)?);
+                    batch.f64.push(borrow_tensor((slots, &t.slots, SAME_DTYPE), at, p, grad, state)?);
                 } else {
                     return Err(match dtype_name(param) {
                         Some(found) => {
                             Error::Dtype { what: site.param(), found, expected: "float32 or float64" }
                         }
                         None => Error::NotAnArray { what: site.param(), found: type_name(param) },
-                    });
+                    }
+                    .into());
                 }
             }
         }

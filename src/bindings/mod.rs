@@ -15,7 +15,7 @@ use crate::error::Error;
 use crate::kernels::state::{rounding_key, Bf16};
 use crate::kernels::{GradScale, Real, ScaleGrad, Update};
 use crate::pool;
-use arrays::{flats, write_back, At, Batch, Flat, Tensors};
+use arrays::{flats, write_back, At, Batch, Flat, Slots, Tensors};
 use optimizers::Bf16Tensor;
 
 /// An algorithm's hyperparameters for one group, and how they turn one tensor's
@@ -166,7 +166,7 @@ pub fn extract_groups<'py, H>(
 /// layout copies, kernels and write-backs without it, one parallel region per dtype.
 pub fn step<K: Kernel>(py: Python<'_>, groups: Vec<Bound<'_, PyDict>>) -> PyResult<()> {
     let (hypers, tensors) = extract_groups(&groups, |g| Ok((K::extract(g)?, GroupScale::extract(g)?)))?;
-    let mut batch = Batch::borrow(&tensors, K::STATE, K::BF16)?;
+    let mut batch = Batch::borrow(&tensors, &Slots::new(py, K::STATE), K::BF16)?;
     let (views32, views64, views_bf16) = batch.views();
     // Every dtype's work is built before any runs, so a missing state array
     // in the float64 tensors cannot follow a float32 update.

@@ -5,7 +5,7 @@ use pyo3::exceptions::{PyKeyError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use super::arrays::{flats, write_back, Batch, Flat};
+use super::arrays::{flats, write_back, Batch, Flat, Slots};
 use super::{step, GroupScale, Kernel};
 use crate::error::Error;
 use crate::kernels::adadelta::{AdadeltaHyper, AdadeltaTensor};
@@ -583,7 +583,7 @@ pub fn adagrad_norm_step(
             .into());
         }
     }
-    let mut batch = Batch::borrow(&tensors, &[], false)?;
+    let mut batch = Batch::borrow(&tensors, &Slots::new(py, &[]), false)?;
     let (views32, views64, _) = batch.views();
     let b_sq = py.detach(move || {
         let (mut flat32, mut flat64) = (flats(views32), flats(views64));
