@@ -145,7 +145,8 @@ pub fn update_all<C: Update>(tensors: Vec<C>) {
             let (work, _) = tasks_of(tensors, total.div_ceil(spans).next_multiple_of(CHUNK).max(CHUNK));
             pool.install(|| work.into_par_iter().for_each(run))
         }
-        None => tasks(tensors).0.into_iter().for_each(run),
+        // Elementwise: below the threshold, each tensor in one go.
+        None => tensors.into_iter().for_each(simd::run),
     }
 }
 

@@ -98,8 +98,8 @@ class Adam(Optimizer):
             "exp_avg_sq": self._state_buffer(p, group),
         }
 
-    def _used_slots(self, group: dict[str, Any]) -> list[bool]:
-        return [True, True, bool(group["amsgrad"])]
+    def _slots_in_use(self, group: dict[str, Any]) -> list[str | None]:
+        return ["exp_avg", "exp_avg_sq", "max_exp_avg_sq" if group["amsgrad"] else None]
 
 
 class AdamW(Adam):

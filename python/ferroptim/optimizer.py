@@ -652,16 +652,17 @@ class Optimizer:
             return np.full_like(like, bits, dtype=np.uint16)
         return np.zeros_like(like) if fill == 0 else np.full_like(like, fill)
 
-    def _used_slots(self, group: dict[str, Any]) -> list[bool]:
-        """Which of ``state_slots`` ``group``'s settings use (default: all)."""
-        return [True] * len(self.state_slots)
+    def _slots_in_use(self, group: dict[str, Any]) -> list[str | None]:
+        """``state_slots``, with ``None`` for each slot ``group``'s settings do not use
+        (default: all are used)."""
+        return list(self.state_slots)
 
     def _add_missing_slots(self, state: dict[str, Any], p: np.ndarray, group: dict[str, Any]) -> None:
         """Adds to ``state`` (a private copy) zeros for each slot ``group``'s settings use
         that it lacks, as for an option switched on mid-run (torch raises ``KeyError``
         there). A missing required slot is left missing, for the kernel to name."""
-        for name, used in zip(self.state_slots, self._used_slots(group)):
-            if used and state.get(name) is None and name not in self.required_state:
+        for name in self._slots_in_use(group):
+            if name is not None and state.get(name) is None and name not in self.required_state:
                 state[name] = self._state_buffer(p, group)
 
     def _tensor_args(
@@ -678,12 +679,12 @@ class Optimizer:
 
     def _live_states(
         self, olds: list[dict[str, Any] | None], group: dict[str, Any]
-    ) -> tuple[list[dict[str, Any]] | None, list[bool] | None]:
+    ) -> tuple[list[dict[str, Any]] | None, list[str | None] | None]:
         """The states a step can use as they are, and the slots in use: ``olds`` when every
         parameter has one, empty dicts when the settings keep no state (SGD without
         momentum), else ``None``."""
         try:
-            used = self._used_slots(group)
+            used = self._slots_in_use(group)
         except (TypeError, ValueError):  # an edited setting: the general path words it
             return None, None
         if not self.counts_steps and not any(used):
@@ -898,7 +899,7 @@ class Optimizer:
                 states = [old.copy() if old else self._init_state(p, group) for p, old in zip(params, olds)]
                 for st, p in zip(states, params):
                     self._add_missing_slots(st, p, group)
-                call.update(state=states, slots=self._used_slots(group))
+                call.update(state=states, slots=self._slots_in_use(group))
                 call.update(self._tensor_args(states, olds, group))
             except (TypeError, ValueError) as err:
                 # a hyperparameter edited into the group after construction, of the wrong type

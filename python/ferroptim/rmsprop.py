@@ -94,5 +94,6 @@ class RMSprop(Optimizer):
     def _init_state(self, p: np.ndarray, group: dict[str, Any]) -> dict[str, Any]:
         return {"step": 0.0, "square_avg": self._state_buffer(p, group)}
 
-    def _used_slots(self, group: dict[str, Any]) -> list[bool]:
-        return [True, bool(group["centered"]), group["momentum"] > 0]
+    def _slots_in_use(self, group: dict[str, Any]) -> list[str | None]:
+        centered, momentum = group["centered"], group["momentum"] > 0
+        return ["square_avg", "grad_avg" if centered else None, "momentum_buffer" if momentum else None]

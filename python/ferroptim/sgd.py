@@ -88,10 +88,10 @@ class SGD(Optimizer):
         if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
             raise ValueError("Nesterov momentum requires a momentum and zero dampening")
 
-    def _used_slots(self, group: dict[str, Any]) -> list[bool]:
+    def _slots_in_use(self, group: dict[str, Any]) -> list[str | None]:
         # A missing momentum buffer (none yet, or reset to None as torch allows) is created
         # by the general step and filled with the gradient by the kernel, as torch does.
-        return [group["momentum"] != 0]
+        return ["momentum_buffer" if group["momentum"] != 0 else None]
 
     def _fast_args(self, olds: list[dict[str, Any]], group: dict[str, Any]) -> dict[str, Any] | None:
         if group.get("state_dtype") is not None:

@@ -28,8 +28,9 @@ pub struct Tensors<'py> {
     /// Per tensor, its state dict: the arrays of the slots in use are read from it by
     /// name (`opt.state[p]` itself, or the private copy of a step that creates state).
     pub state: Vec<Bound<'py, PyDict>>,
-    /// Which of the algorithm's state slots the group's settings use.
-    pub slots: Vec<bool>,
+    /// The algorithm's state slots, each by name where the group's settings use it and
+    /// `None` where they do not.
+    pub slots: Vec<Option<Bound<'py, PyString>>>,
     /// How the state is stored: `"bfloat16"` for bfloat16 bits in uint16 arrays,
     /// anything else (or none) in the parameter's dtype.
     #[pyo3(default)]
@@ -87,12 +88,28 @@ pub struct At {
     pub rounding: Option<(u64, u64, u64)>,
 }
 
+/// The most state slots an algorithm has (Adam's and RMSprop's three).
+pub const MAX_SLOTS: usize = 3;
+
+/// One tensor's state, slot by slot (`None` for a slot not in use, and past the
+/// algorithm's slots): a fixed array, so a step allocates nothing per tensor for it.
+pub type SlotArray<X> = [Option<X>; MAX_SLOTS];
+
+/// `a` with its results taken out: the first error, else every value.
+fn transposed<X, E>(a: SlotArray<Result<X, E>>) -> Result<SlotArray<X>, E> {
+    let mut out = SlotArray::default();
+    for (o, r) in out.iter_mut().zip(a) {
+        *o = r.transpose()?;
+    }
+    Ok(out)
+}
+
 /// One tensor's arrays, type-checked and borrowed; its state is stored as `S`.
 pub struct Borrowed<'py, T: Element, S: Element = T> {
     at: At,
     param: PyReadwriteArrayDyn<'py, T>,
     grad: PyReadonlyArrayDyn<'py, T>,
-    state: Vec<Option<PyReadwriteArrayDyn<'py, S>>>,
+    state: SlotArray<PyReadwriteArrayDyn<'py, S>>,
 }
 
 /// The borrowed tensors of a step, split by dtype.
@@ -175,7 +192,8 @@ pub(crate) fn check_layout(
          field of a packed structured array); pass an aligned copy"
     } else if a.ndim() > MAX_DIMS {
         "has more than 32 dimensions; reshape it"
-    } else if written && may_self_overlap(a.shape(), a.strides(), a.dtype().itemsize()) {
+    } else if written && !a.is_contiguous() && may_self_overlap(a.shape(), a.strides(), a.dtype().itemsize())
+    {
         "has elements that share memory with each other (a zero or overlapping stride, as from \
          np.broadcast_to or as_strided), so an update could not be stored; pass a copy"
     } else {
@@ -199,22 +217,16 @@ const SAME_DTYPE: &str = "the parameter's dtype";
 /// What the state arrays of a group with bfloat16 state must be.
 const BF16_BITS: &str = "uint16 (bfloat16 bits, as the group's state_dtype is 'bfloat16')";
 
-/// An algorithm's state slots: their names, and the same as Python strings, to look
-/// them up in the state dicts.
-pub struct Slots<'py> {
-    names: &'static [&'static str],
-    keys: Vec<Bound<'py, PyString>>,
-}
-
-impl<'py> Slots<'py> {
-    /// The slots `names`, interned.
-    pub fn new(py: Python<'py>, names: &'static [&'static str]) -> Self {
-        Self { names, keys: names.iter().map(|n| PyString::intern(py, n)).collect() }
-    }
+/// Whether `slots` (a group's, see [`Tensors::slots`]) names the algorithm's slots
+/// `names` in order, with `None` for any not in use.
+fn slots_match(slots: &[Option<Bound<'_, PyString>>], names: &[&str]) -> bool {
+    slots.len() == names.len()
+        && names.len() <= MAX_SLOTS
+        && slots.iter().zip(names).all(|(s, name)| s.as_ref().is_none_or(|s| s.to_str().ok() == Some(name)))
 }
 
 fn borrow_tensor<'py, T: Element, S: Element>(
-    (slots, used, state_dtype): (&Slots<'py>, &[bool], &'static str),
+    (names, slots, state_dtype): (&[&'static str], &[Option<Bound<'py, PyString>>], &'static str),
     at: At,
     param: &Bound<'py, PyArrayDyn<T>>,
     grad: &Bound<'py, PyAny>,
@@ -226,12 +238,9 @@ fn borrow_tensor<'py, T: Element, S: Element>(
     let grad = typed::<T>(grad, SAME_DTYPE, || site.grad())?;
     same_shape(&grad, shape, || site.grad())?;
     check_layout(grad.as_untyped(), false, || site.grad())?;
-    let mut arrays = Vec::with_capacity(slots.names.len());
-    for ((key, name), &used) in slots.keys.iter().zip(slots.names).zip(used) {
-        if !used {
-            arrays.push(None);
-            continue;
-        }
+    let mut arrays: SlotArray<Bound<'py, PyArrayDyn<S>>> = SlotArray::default();
+    for ((key, name), array) in slots.iter().zip(names).zip(&mut arrays) {
+        let Some(key) = key else { continue };
         let s = match state.get_item(key)? {
             Some(s) if !s.is_none() => s,
             _ => return Err(Error::StateMissing { what: site.state(name) }.into()),
@@ -239,25 +248,28 @@ fn borrow_tensor<'py, T: Element, S: Element>(
         let s = typed::<S>(&s, state_dtype, || site.state(name))?;
         same_shape(&s, shape, || site.state(name))?;
         check_layout(s.as_untyped(), true, || site.state(name))?;
-        arrays.push(Some(s));
+        *array = Some(s);
     }
     // Borrow only once every check passed; rust-numpy's borrow tracker then
     // catches any memory shared between arrays of this step.
     let param = writable(param, || site.param())?;
     let grad = grad.try_readonly().map_err(|_| Error::Overlap { what: site.grad() })?;
-    let state = (arrays.iter().zip(slots.names))
-        .map(|(s, name)| s.as_ref().map(|s| writable(s, || site.state(name))).transpose())
-        .collect::<Result<Vec<_>, Error>>()?;
+    let mut names = names.iter();
+    let state = transposed(arrays.each_ref().map(|s| {
+        let name = names.next().copied().unwrap_or_default();
+        s.as_ref().map(|s| writable(s, || site.state(name)))
+    }))?;
     Ok(Borrowed { at, param, grad, state })
 }
 
 impl<'py> Batch<'py> {
-    /// Type-checks and borrows every tensor of every group. `slots` are the
+    /// Type-checks and borrows every tensor of every group. `names` are the
     /// algorithm's state slots; `bf16` says whether it can keep them as bfloat16.
     /// A state array that a group's settings use and its state dict lacks is an
     /// [`Error::StateMissing`].
-    pub fn borrow(groups: &[Tensors<'py>], slots: &Slots<'py>, bf16: bool) -> PyResult<Self> {
-        let mut batch = Batch { f32: Vec::new(), f64: Vec::new(), bf16: Vec::new() };
+    pub fn borrow(groups: &[Tensors<'py>], names: &[&'static str], bf16: bool) -> PyResult<Self> {
+        let total = groups.iter().map(|t| t.params.len()).sum();
+        let mut batch = Batch { f32: Vec::with_capacity(total), f64: Vec::new(), bf16: Vec::new() };
         for (slot, t) in groups.iter().enumerate() {
             let n = t.params.len();
             if t.grads.len() != n || t.state.len() != n || t.index.len() != n {
@@ -270,13 +282,13 @@ impl<'py> Batch<'py> {
                 ))
                 .into());
             }
-            if t.slots.len() != slots.names.len() {
+            if !slots_match(&t.slots, names) {
                 return Err(Error::Malformed(format!(
-                    "param_groups[{}]: {} slot flags, expected {} ({})",
+                    "param_groups[{}]: the state slots in use must name the slots {} in order \
+                     (None for one not in use), got {} entries",
                     t.group,
+                    names.join(", "),
                     t.slots.len(),
-                    slots.names.len(),
-                    slots.names.join(", ")
                 ))
                 .into());
             }
@@ -311,11 +323,11 @@ impl<'py> Batch<'py> {
                         },
                         None => Error::NotAnArray { what: site.param(), found: type_name(param) },
                     })?;
-                    batch.bf16.push(borrow_tensor((slots, &t.slots, BF16_BITS), at, p, grad, state)?);
+                    batch.bf16.push(borrow_tensor((names, &t.slots, BF16_BITS), at, p, grad, state)?);
                 } else if let Ok(p) = param.cast::<PyArrayDyn<f32>>() {
-                    batch.f32.push(borrow_tensor((slots, &t.slots, SAME_DTYPE), at, p, grad, state)?);
+                    batch.f32.push(borrow_tensor((names, &t.slots, SAME_DTYPE), at, p, grad, state)?);
                 } else if let Ok(p) = param.cast::<PyArrayDyn<f64>>() {
-                    batch.f64.push(borrow_tensor((slots, &t.slots, SAME_DTYPE), at, p, grad, state)?);
+                    batch.f64.push(borrow_tensor((names, &t.slots, SAME_DTYPE), at, p, grad, state)?);
                 } else {
                     return Err(match dtype_name(param) {
                         Some(found) => {
@@ -418,7 +430,7 @@ pub enum Views<'a, T, S = T> {
         /// Its gradient.
         grad: ArrayViewD<'a, T>,
         /// Its state, slot by slot.
-        state: Vec<Option<ArrayViewMutD<'a, S>>>,
+        state: SlotArray<ArrayViewMutD<'a, S>>,
     },
 }
 
@@ -431,7 +443,7 @@ pub struct Flat<'a, T, S = T> {
     /// Its gradient.
     pub grad: ReadLane<'a, T>,
     /// Its state, slot by slot.
-    pub state: Vec<Option<Lane<'a, S>>>,
+    pub state: SlotArray<Lane<'a, S>>,
 }
 
 /// The axis order in which `strides` walk memory from the outermost axis in:
@@ -471,18 +483,15 @@ impl<'py, T: Real + Element, S: Element> Borrowed<'py, T, S> {
             let slices = (
                 self.param.as_slice_mut(),
                 self.grad.as_slice(),
-                self.state.iter_mut().map(|s| s.as_mut().map(|s| s.as_slice_mut()).transpose()).collect(),
+                transposed(self.state.each_mut().map(|s| s.as_mut().map(|s| s.as_slice_mut()))),
             );
             return match slices {
-                (Ok(param), Ok(grad), Ok(state)) => {
-                    let state: Vec<Option<&mut [S]>> = state;
-                    Views::Slices(Flat {
-                        at: self.at,
-                        param: Lane::Direct(param),
-                        grad: ReadLane::Direct(grad),
-                        state: state.into_iter().map(|s| s.map(Lane::Direct)).collect(),
-                    })
-                }
+                (Ok(param), Ok(grad), Ok(state)) => Views::Slices(Flat {
+                    at: self.at,
+                    param: Lane::Direct(param),
+                    grad: ReadLane::Direct(grad),
+                    state: state.map(|s| s.map(Lane::Direct)),
+                }),
                 // `as_slice` asks for exactly the contiguity checked above.
                 _ => unreachable!("a contiguous array is a slice"),
             };
@@ -493,11 +502,7 @@ impl<'py, T: Real + Element, S: Element> Borrowed<'py, T, S> {
             at: self.at,
             param: self.param.as_array_mut().permuted_axes(axes),
             grad: self.grad.as_array().permuted_axes(axes),
-            state: self
-                .state
-                .iter_mut()
-                .map(|s| s.as_mut().map(|s| s.as_array_mut().permuted_axes(axes)))
-                .collect(),
+            state: self.state.each_mut().map(|s| s.as_mut().map(|s| s.as_array_mut().permuted_axes(axes))),
         }
     }
 }
@@ -513,7 +518,7 @@ impl<'a, T: Real, S: Copy> Views<'a, T, S> {
                 at,
                 param: Lane::new(param),
                 grad: ReadLane::new(grad),
-                state: state.into_iter().map(|s| s.map(Lane::new)).collect(),
+                state: state.map(|s| s.map(Lane::new)),
             },
         }
     }

@@ -9,13 +9,13 @@ pub mod stream;
 pub mod threads;
 
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyDict, PyString};
 
 use crate::error::Error;
 use crate::kernels::state::{rounding_key, Bf16};
 use crate::kernels::{GradScale, Real, ScaleGrad, Update};
 use crate::pool;
-use arrays::{flats, write_back, At, Batch, Flat, Slots, Tensors};
+use arrays::{flats, write_back, At, Batch, Flat, SlotArray, Tensors};
 use optimizers::Bf16Tensor;
 
 /// An algorithm's hyperparameters for one group, and how they turn one tensor's
@@ -36,7 +36,7 @@ pub trait Kernel: Sync + Sized {
         position: usize,
         param: &'a mut [T],
         grad: &'a [T],
-        state: Vec<Option<&'a mut [T]>>,
+        state: SlotArray<&'a mut [T]>,
     ) -> Option<Self::Tensor<'a, T>>;
     /// Whether the algorithm can keep its state as bfloat16 (`state_dtype="bfloat16"`).
     const BF16: bool = false;
@@ -47,7 +47,7 @@ pub trait Kernel: Sync + Sized {
         _position: usize,
         _param: &'a mut [f32],
         _grad: &'a [f32],
-        _state: Vec<Option<Bf16<'a>>>,
+        _state: SlotArray<Bf16<'a>>,
     ) -> Option<Bf16Tensor<'a>> {
         None
     }
@@ -67,7 +67,7 @@ impl GroupScale {
     /// finite number > 0, or a coefficient outside `[0, 1]` (NaN aside: a NaN norm gives
     /// one, as in torch), is a `ValueError`.
     pub fn extract(g: &Bound<'_, PyDict>) -> PyResult<Self> {
-        let number = |key: &str| -> PyResult<Option<f64>> {
+        let number = |key: &Bound<'_, PyString>| -> PyResult<Option<f64>> {
             match g.get_item(key)? {
                 Some(v) if !v.is_none() => v.extract::<f64>().map(Some).map_err(|e| {
                     PyErr::from_type(e.get_type(g.py()), format!("'{key}': {}", e.value(g.py())))
@@ -75,14 +75,14 @@ impl GroupScale {
                 _ => Ok(None),
             }
         };
-        let grad_scale = number("grad_scale")?.unwrap_or(1.0);
+        let grad_scale = number(pyo3::intern!(g.py(), "grad_scale"))?.unwrap_or(1.0);
         if !(grad_scale.is_finite() && grad_scale > 0.0) {
             return Err(Error::Malformed(format!(
                 "grad_scale must be a finite number > 0, got {grad_scale}"
             ))
             .into());
         }
-        let clip_coef = number("clip_coef")?.unwrap_or(1.0);
+        let clip_coef = number(pyo3::intern!(g.py(), "clip_coef"))?.unwrap_or(1.0);
         if !(clip_coef.is_nan() || (0.0..=1.0).contains(&clip_coef)) {
             return Err(Error::Malformed(format!("clip_coef must be in [0, 1], got {clip_coef}")).into());
         }
@@ -111,7 +111,7 @@ fn work<'a, K: Kernel, T: Real>(
         .iter_mut()
         .map(|f| {
             let at = f.at;
-            let state = f.state.iter_mut().map(|s| s.as_mut().map(|s| s.slice())).collect();
+            let state = f.state.each_mut().map(|s| s.as_mut().map(|s| s.slice()));
             let (hyper, scale) = &hypers[at.slot];
             let tensor = hyper.tensor(at.position, f.param.slice(), f.grad.slice(), state);
             tensor.map(|t| t.scaled(scale.of())).ok_or_else(|| missing_state::<K>(at))
@@ -130,11 +130,11 @@ fn bf16_work<'a, K: Kernel>(
         .map(|f| {
             let at = f.at;
             let (seed, step, param) = at.rounding.unwrap_or_default();
-            let state = (f.state.iter_mut().zip(0u64..))
-                .map(|(s, slot)| {
-                    s.as_mut().map(|s| Bf16::new(s.slice(), rounding_key(seed, step, param, slot)))
-                })
-                .collect();
+            let mut slot = 0u64..;
+            let state = f.state.each_mut().map(|s| {
+                let key = rounding_key(seed, step, param, slot.next().unwrap_or_default());
+                s.as_mut().map(|s| Bf16::new(s.slice(), key))
+            });
             let (hyper, scale) = &hypers[at.slot];
             (hyper.bf16_tensor(at.position, f.param.slice(), f.grad.slice(), state))
                 .map(|t| t.scaled(scale.of()))
@@ -166,7 +166,7 @@ pub fn extract_groups<'py, H>(
 /// layout copies, kernels and write-backs without it, one parallel region per dtype.
 pub fn step<K: Kernel>(py: Python<'_>, groups: Vec<Bound<'_, PyDict>>) -> PyResult<()> {
     let (hypers, tensors) = extract_groups(&groups, |g| Ok((K::extract(g)?, GroupScale::extract(g)?)))?;
-    let mut batch = Batch::borrow(&tensors, &Slots::new(py, K::STATE), K::BF16)?;
+    let mut batch = Batch::borrow(&tensors, K::STATE, K::BF16)?;
     let (views32, views64, views_bf16) = batch.views();
     // Every dtype's work is built before any runs, so a missing state array
     // in the float64 tensors cannot follow a float32 update.

@@ -3,9 +3,9 @@
 
 use pyo3::exceptions::{PyKeyError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyDict, PyString};
 
-use super::arrays::{flats, write_back, Batch, Flat, Slots};
+use super::arrays::{flats, write_back, Batch, Flat, SlotArray};
 use super::{step, GroupScale, Kernel};
 use crate::error::Error;
 use crate::kernels::adadelta::{AdadeltaHyper, AdadeltaTensor};
@@ -32,7 +32,7 @@ macro_rules! storage_generic {
             position: usize,
             param: &'a mut [T],
             grad: &'a [T],
-            state: Vec<Option<&'a mut [T]>>,
+            state: SlotArray<&'a mut [T]>,
         ) -> Option<Self::Tensor<'a, T>> {
             self.with_state(position, param, grad, state)
         }
@@ -44,26 +44,39 @@ macro_rules! storage_generic {
             position: usize,
             param: &'a mut [f32],
             grad: &'a [f32],
-            state: Vec<Option<Bf16<'a>>>,
+            state: SlotArray<Bf16<'a>>,
         ) -> Option<Bf16Tensor<'a>> {
             self.with_state(position, param, grad, state).map(Bf16Tensor::$variant)
         }
     };
 }
 
-/// `group[key]`, converted; a missing key is a `KeyError` naming it.
-fn item<'py, T: FromPyObjectOwned<'py>>(group: &Bound<'py, PyDict>, key: &str) -> PyResult<T> {
-    let value =
-        group.get_item(key)?.ok_or_else(|| PyKeyError::new_err(format!("param group has no '{key}'")))?;
+/// `group[key]`, converted; a missing key is a `KeyError` naming it. The key is
+/// interned once per call site (`item!(group, "lr")`), so a step makes no strings.
+pub(crate) fn item<'py, T: FromPyObjectOwned<'py>>(
+    group: &Bound<'py, PyDict>,
+    key: &Bound<'py, PyString>,
+) -> PyResult<T> {
+    let name = || key.to_str().unwrap_or("?").to_owned();
+    let value = group
+        .get_item(key)?
+        .ok_or_else(|| PyKeyError::new_err(format!("param group has no '{}'", name())))?;
     value.extract::<T>().map_err(|e| {
         let e: PyErr = e.into();
-        PyErr::from_type(e.get_type(group.py()), format!("'{key}': {}", e.value(group.py())))
+        PyErr::from_type(e.get_type(group.py()), format!("'{}': {}", name(), e.value(group.py())))
     })
+}
+
+/// `item(group, key)` with `key` interned.
+macro_rules! item {
+    ($group:expr, $key:literal) => {
+        item($group, pyo3::intern!($group.py(), $key))
+    };
 }
 
 /// `group["betas"]` as `(beta1, beta2)`; anything but a pair is a `ValueError`.
 fn betas(group: &Bound<'_, PyDict>) -> PyResult<(f64, f64)> {
-    let betas: Vec<f64> = item(group, "betas")?;
+    let betas: Vec<f64> = item!(group, "betas")?;
     let [beta1, beta2] = <[f64; 2]>::try_from(betas)
         .map_err(|b| PyValueError::new_err(format!("betas must be a pair, got {} values", b.len())))?;
     Ok((beta1, beta2))
@@ -139,14 +152,14 @@ impl Kernel for Sgd {
 
     fn extract(g: &Bound<'_, PyDict>) -> PyResult<Self> {
         let h = SgdHyper {
-            lr: item(g, "lr")?,
-            momentum: item(g, "momentum")?,
-            dampening: item(g, "dampening")?,
-            weight_decay: item(g, "weight_decay")?,
-            nesterov: item(g, "nesterov")?,
-            maximize: item(g, "maximize")?,
+            lr: item!(g, "lr")?,
+            momentum: item!(g, "momentum")?,
+            dampening: item!(g, "dampening")?,
+            weight_decay: item!(g, "weight_decay")?,
+            nesterov: item!(g, "nesterov")?,
+            maximize: item!(g, "maximize")?,
         };
-        Ok(Self { h, first: item(g, "first")? })
+        Ok(Self { h, first: item!(g, "first")? })
     }
 
     storage_generic!(Sgd);
@@ -158,9 +171,9 @@ impl Sgd {
         position: usize,
         param: &'a mut [T],
         grad: &'a [T],
-        state: Vec<Option<S>>,
+        state: SlotArray<S>,
     ) -> Option<SgdTensor<'a, T, S>> {
-        let [momentum_buffer] = <[_; 1]>::try_from(state).ok()?;
+        let [momentum_buffer, None, None] = state else { return None };
         if (self.h.momentum != 0.0) != momentum_buffer.is_some() {
             return None;
         }
@@ -181,13 +194,13 @@ impl Kernel for Adagrad {
 
     fn extract(g: &Bound<'_, PyDict>) -> PyResult<Self> {
         let h = AdagradHyper {
-            lr: item(g, "lr")?,
-            lr_decay: item(g, "lr_decay")?,
-            weight_decay: item(g, "weight_decay")?,
-            eps: item(g, "eps")?,
-            maximize: item(g, "maximize")?,
+            lr: item!(g, "lr")?,
+            lr_decay: item!(g, "lr_decay")?,
+            weight_decay: item!(g, "weight_decay")?,
+            eps: item!(g, "eps")?,
+            maximize: item!(g, "maximize")?,
         };
-        Ok(Self { h, step: item(g, "step")? })
+        Ok(Self { h, step: item!(g, "step")? })
     }
 
     storage_generic!(Adagrad);
@@ -199,9 +212,9 @@ impl Adagrad {
         position: usize,
         param: &'a mut [T],
         grad: &'a [T],
-        state: Vec<Option<S>>,
+        state: SlotArray<S>,
     ) -> Option<AdagradTensor<'a, T, S>> {
-        let [sum] = <[_; 1]>::try_from(state).ok()?;
+        let [sum, None, None] = state else { return None };
         Some(AdagradTensor::with_state(&self.h, *self.step.get(position)?, param, grad, sum?))
     }
 }
@@ -217,14 +230,14 @@ impl Kernel for Rmsprop {
 
     fn extract(g: &Bound<'_, PyDict>) -> PyResult<Self> {
         let h = RmspropHyper {
-            lr: item(g, "lr")?,
-            alpha: item(g, "alpha")?,
-            eps: item(g, "eps")?,
-            weight_decay: item(g, "weight_decay")?,
-            momentum: item(g, "momentum")?,
-            centered: item(g, "centered")?,
-            maximize: item(g, "maximize")?,
-            eps_in_sqrt: item(g, "eps_in_sqrt")?,
+            lr: item!(g, "lr")?,
+            alpha: item!(g, "alpha")?,
+            eps: item!(g, "eps")?,
+            weight_decay: item!(g, "weight_decay")?,
+            momentum: item!(g, "momentum")?,
+            centered: item!(g, "centered")?,
+            maximize: item!(g, "maximize")?,
+            eps_in_sqrt: item!(g, "eps_in_sqrt")?,
         };
         Ok(Self { h })
     }
@@ -238,9 +251,9 @@ impl Rmsprop {
         _position: usize,
         param: &'a mut [T],
         grad: &'a [T],
-        state: Vec<Option<S>>,
+        state: SlotArray<S>,
     ) -> Option<RmspropTensor<'a, T, S>> {
-        let [square_avg, grad_avg, momentum_buffer] = <[_; 3]>::try_from(state).ok()?;
+        let [square_avg, grad_avg, momentum_buffer] = state;
         if self.h.centered != grad_avg.is_some() || (self.h.momentum > 0.0) != momentum_buffer.is_some() {
             return None;
         }
@@ -259,11 +272,11 @@ impl Kernel for Adadelta {
 
     fn extract(g: &Bound<'_, PyDict>) -> PyResult<Self> {
         let h = AdadeltaHyper {
-            lr: item(g, "lr")?,
-            rho: item(g, "rho")?,
-            eps: item(g, "eps")?,
-            weight_decay: item(g, "weight_decay")?,
-            maximize: item(g, "maximize")?,
+            lr: item!(g, "lr")?,
+            rho: item!(g, "rho")?,
+            eps: item!(g, "eps")?,
+            weight_decay: item!(g, "weight_decay")?,
+            maximize: item!(g, "maximize")?,
         };
         Ok(Self { h })
     }
@@ -273,9 +286,9 @@ impl Kernel for Adadelta {
         _position: usize,
         param: &'a mut [T],
         grad: &'a [T],
-        state: Vec<Option<&'a mut [T]>>,
+        state: SlotArray<&'a mut [T]>,
     ) -> Option<Self::Tensor<'a, T>> {
-        let [square_avg, acc_delta] = <[_; 2]>::try_from(state).ok()?;
+        let [square_avg, acc_delta, None] = state else { return None };
         Some(AdadeltaTensor::new(&self.h, param, grad, square_avg?, acc_delta?))
     }
 }
@@ -293,16 +306,16 @@ impl Kernel for Adam {
     fn extract(g: &Bound<'_, PyDict>) -> PyResult<Self> {
         let (beta1, beta2) = betas(g)?;
         let h = AdamHyper {
-            lr: item(g, "lr")?,
+            lr: item!(g, "lr")?,
             beta1,
             beta2,
-            eps: item(g, "eps")?,
-            weight_decay: item(g, "weight_decay")?,
-            amsgrad: item(g, "amsgrad")?,
-            maximize: item(g, "maximize")?,
-            decoupled_weight_decay: item(g, "decoupled_weight_decay")?,
+            eps: item!(g, "eps")?,
+            weight_decay: item!(g, "weight_decay")?,
+            amsgrad: item!(g, "amsgrad")?,
+            maximize: item!(g, "maximize")?,
+            decoupled_weight_decay: item!(g, "decoupled_weight_decay")?,
         };
-        Ok(Self { h, step: item(g, "step")? })
+        Ok(Self { h, step: item!(g, "step")? })
     }
 
     storage_generic!(Adam);
@@ -314,9 +327,9 @@ impl Adam {
         position: usize,
         param: &'a mut [T],
         grad: &'a [T],
-        state: Vec<Option<S>>,
+        state: SlotArray<S>,
     ) -> Option<AdamTensor<'a, T, S>> {
-        let [exp_avg, exp_avg_sq, max_exp_avg_sq] = <[_; 3]>::try_from(state).ok()?;
+        let [exp_avg, exp_avg_sq, max_exp_avg_sq] = state;
         if self.h.amsgrad != max_exp_avg_sq.is_some() {
             return None;
         }
@@ -339,16 +352,16 @@ impl Kernel for Nadam {
     fn extract(g: &Bound<'_, PyDict>) -> PyResult<Self> {
         let (beta1, beta2) = betas(g)?;
         let h = NadamHyper {
-            lr: item(g, "lr")?,
+            lr: item!(g, "lr")?,
             beta1,
             beta2,
-            eps: item(g, "eps")?,
-            weight_decay: item(g, "weight_decay")?,
-            momentum_decay: item(g, "momentum_decay")?,
-            maximize: item(g, "maximize")?,
-            decoupled_weight_decay: item(g, "decoupled_weight_decay")?,
+            eps: item!(g, "eps")?,
+            weight_decay: item!(g, "weight_decay")?,
+            momentum_decay: item!(g, "momentum_decay")?,
+            maximize: item!(g, "maximize")?,
+            decoupled_weight_decay: item!(g, "decoupled_weight_decay")?,
         };
-        Ok(Self { h, step: item(g, "step")?, mu_product: item(g, "mu_product")? })
+        Ok(Self { h, step: item!(g, "step")?, mu_product: item!(g, "mu_product")? })
     }
 
     fn tensor<'a, T: Real>(
@@ -356,9 +369,9 @@ impl Kernel for Nadam {
         position: usize,
         param: &'a mut [T],
         grad: &'a [T],
-        state: Vec<Option<&'a mut [T]>>,
+        state: SlotArray<&'a mut [T]>,
     ) -> Option<Self::Tensor<'a, T>> {
-        let [exp_avg, exp_avg_sq] = <[_; 2]>::try_from(state).ok()?;
+        let [exp_avg, exp_avg_sq, None] = state else { return None };
         let (step, mu_product) = (*self.step.get(position)?, *self.mu_product.get(position)?);
         Some(NadamTensor::new(&self.h, step, mu_product, param, grad, exp_avg?, exp_avg_sq?))
     }
@@ -377,15 +390,15 @@ impl Kernel for Radam {
     fn extract(g: &Bound<'_, PyDict>) -> PyResult<Self> {
         let (beta1, beta2) = betas(g)?;
         let h = RadamHyper {
-            lr: item(g, "lr")?,
+            lr: item!(g, "lr")?,
             beta1,
             beta2,
-            eps: item(g, "eps")?,
-            weight_decay: item(g, "weight_decay")?,
-            maximize: item(g, "maximize")?,
-            decoupled_weight_decay: item(g, "decoupled_weight_decay")?,
+            eps: item!(g, "eps")?,
+            weight_decay: item!(g, "weight_decay")?,
+            maximize: item!(g, "maximize")?,
+            decoupled_weight_decay: item!(g, "decoupled_weight_decay")?,
         };
-        Ok(Self { h, step: item(g, "step")? })
+        Ok(Self { h, step: item!(g, "step")? })
     }
 
     fn tensor<'a, T: Real>(
@@ -393,9 +406,9 @@ impl Kernel for Radam {
         position: usize,
         param: &'a mut [T],
         grad: &'a [T],
-        state: Vec<Option<&'a mut [T]>>,
+        state: SlotArray<&'a mut [T]>,
     ) -> Option<Self::Tensor<'a, T>> {
-        let [exp_avg, exp_avg_sq] = <[_; 2]>::try_from(state).ok()?;
+        let [exp_avg, exp_avg_sq, None] = state else { return None };
         Some(RadamTensor::new(&self.h, *self.step.get(position)?, param, grad, exp_avg?, exp_avg_sq?))
     }
 }
@@ -413,14 +426,14 @@ impl Kernel for Adamax {
     fn extract(g: &Bound<'_, PyDict>) -> PyResult<Self> {
         let (beta1, beta2) = betas(g)?;
         let h = AdamaxHyper {
-            lr: item(g, "lr")?,
+            lr: item!(g, "lr")?,
             beta1,
             beta2,
-            eps: item(g, "eps")?,
-            weight_decay: item(g, "weight_decay")?,
-            maximize: item(g, "maximize")?,
+            eps: item!(g, "eps")?,
+            weight_decay: item!(g, "weight_decay")?,
+            maximize: item!(g, "maximize")?,
         };
-        Ok(Self { h, step: item(g, "step")? })
+        Ok(Self { h, step: item!(g, "step")? })
     }
 
     fn tensor<'a, T: Real>(
@@ -428,9 +441,9 @@ impl Kernel for Adamax {
         position: usize,
         param: &'a mut [T],
         grad: &'a [T],
-        state: Vec<Option<&'a mut [T]>>,
+        state: SlotArray<&'a mut [T]>,
     ) -> Option<Self::Tensor<'a, T>> {
-        let [exp_avg, exp_inf] = <[_; 2]>::try_from(state).ok()?;
+        let [exp_avg, exp_inf, None] = state else { return None };
         Some(AdamaxTensor::new(&self.h, *self.step.get(position)?, param, grad, exp_avg?, exp_inf?))
     }
 }
@@ -447,11 +460,11 @@ impl Kernel for Lion {
     fn extract(g: &Bound<'_, PyDict>) -> PyResult<Self> {
         let (beta1, beta2) = betas(g)?;
         let h = LionHyper {
-            lr: item(g, "lr")?,
+            lr: item!(g, "lr")?,
             beta1,
             beta2,
-            weight_decay: item(g, "weight_decay")?,
-            maximize: item(g, "maximize")?,
+            weight_decay: item!(g, "weight_decay")?,
+            maximize: item!(g, "maximize")?,
         };
         Ok(Self { h })
     }
@@ -461,9 +474,9 @@ impl Kernel for Lion {
         _position: usize,
         param: &'a mut [T],
         grad: &'a [T],
-        state: Vec<Option<&'a mut [T]>>,
+        state: SlotArray<&'a mut [T]>,
     ) -> Option<Self::Tensor<'a, T>> {
-        let [exp_avg] = <[_; 1]>::try_from(state).ok()?;
+        let [exp_avg, None, None] = state else { return None };
         Some(LionTensor::new(&self.h, param, grad, exp_avg?))
     }
 }
@@ -554,11 +567,11 @@ fn apply_norm_step<T: Real>(hypers: &[NormGroup], flats: &mut [Flat<'_, T>], b_s
 
 fn norm_hyper(g: &Bound<'_, PyDict>) -> PyResult<NormGroup> {
     let h = AdagradNormHyper {
-        lr: item(g, "lr")?,
-        weight_decay: item(g, "weight_decay")?,
-        maximize: item(g, "maximize")?,
+        lr: item!(g, "lr")?,
+        weight_decay: item!(g, "weight_decay")?,
+        maximize: item!(g, "maximize")?,
     };
-    Ok((h, item(g, "accumulator")?, GroupScale::extract(g)?))
+    Ok((h, item!(g, "accumulator")?, GroupScale::extract(g)?))
 }
 
 /// Scalar AdaGrad (AdaGrad-Norm) on every group.
@@ -583,7 +596,7 @@ pub fn adagrad_norm_step(
             .into());
         }
     }
-    let mut batch = Batch::borrow(&tensors, &Slots::new(py, &[]), false)?;
+    let mut batch = Batch::borrow(&tensors, &[], false)?;
     let (views32, views64, _) = batch.views();
     let b_sq = py.detach(move || {
         let (mut flat32, mut flat64) = (flats(views32), flats(views64));
