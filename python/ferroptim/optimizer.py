@@ -28,6 +28,9 @@ from ._validate import BF16, GRAD_DEFAULTS, grad_settings, storage_settings
 from .hooks import RemovableHandle, register
 from .parameter import FLOAT_DTYPES, Parameter
 
+#: ``grad_settings`` of a group with the defaults: no unscaling, clipping or skipping.
+_NO_GRAD_SETTINGS: tuple[float, float | None, bool] = (1.0, None, False)
+
 #: Flags of torch.optim's param groups that only matter to torch; dropped on load.
 TORCH_ONLY_FLAGS = ("foreach", "fused", "capturable", "differentiable")
 
@@ -704,6 +707,9 @@ class Optimizer:
             steps = [old["step"] for old in olds]
         except KeyError:
             return None
+        if len(steps) == 1:
+            t = steps[0]
+            return {"step": [t + 1.0]} if type(t) is float and 0.0 <= t < math.inf else None
         # Every step a finite float >= 0 (a NaN or inf makes the sum non-finite).
         if set(map(type, steps)) != {float} or not (min(steps) >= 0.0 and math.isfinite(sum(steps))):
             return None
@@ -881,8 +887,9 @@ class Optimizer:
             params = tensors["params"]
             entries = [items.get(id(p)) for p in params]
             olds = [e[1] if e is not None and e[0] is p else None for e, p in zip(entries, params)]
-            call = {k: v for k, v in group.items() if k != "params" and k != "param_names"}
-            call.update(tensors)
+            call = group.copy()
+            call.pop("param_names", None)
+            call.update(tensors)  # "params" too
             live, used = self._live_states(olds, group) if fast else (None, None)
             args = self._fast_args(live, group) if live is not None else None
             if live is not None and args is not None:
@@ -928,8 +935,13 @@ class Optimizer:
         for call in calls:
             gi = call["group"]
             call.pop("clip_coef", None)  # set below only; a group key of that name is not the kernel's
+            group = self.param_groups[gi]
+            if group.get("grad_scale") is None and group.get("max_grad_norm") is None:
+                if group.get("skip_nonfinite", False) is False:  # the defaults: nothing to check
+                    settings.append(_NO_GRAD_SETTINGS)
+                    continue
             try:
-                settings.append(grad_settings(self.param_groups[gi]))
+                settings.append(grad_settings(group))
             except (TypeError, ValueError) as err:
                 raise type(err)(f"param_groups[{gi}]: {err}") from None
         checks = any(skip for _, _, skip in settings)
