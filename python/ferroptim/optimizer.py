@@ -697,9 +697,11 @@ class Optimizer:
     def _fast_args(self, olds: list[dict[str, Any]], group: dict[str, Any]) -> dict[str, Any] | None:
         """The per-tensor kernel scalars of a step of ``group``'s parameters, whose states
         ``olds`` all exist, computed without touching them; ``None`` where the step needs
-        the general path (a ``step`` that is not a good float, bfloat16 state, other
-        per-tensor scalars). :meth:`_step` writes ``step`` back once the kernel succeeded."""
-        if self.scalar_state or group.get("state_dtype") is not None:
+        the general path (a ``step`` that is not a good float, a ``state_dtype`` other than
+        the default or bfloat16, other per-tensor scalars). :meth:`_step` writes ``step``
+        back once the kernel succeeded."""
+        storage = group.get("state_dtype")
+        if self.scalar_state or (storage is not None and storage != BF16):
             return None
         if not self.counts_steps:
             return {}
@@ -894,6 +896,13 @@ class Optimizer:
             args = self._fast_args(live, group) if live is not None else None
             if live is not None and args is not None:
                 call.update(args, state=live, slots=used)
+                if group.get("state_dtype") == BF16:
+                    try:
+                        storage_settings(group)
+                    except (TypeError, ValueError) as err:
+                        raise type(err)(f"param_groups[{gi}]: {err}") from None
+                    steps = args.get("step") or [0.0] * len(live)
+                    call["rounding"] = self._rounding_keys(gi, tensors["index"], steps)
                 if "step" in args:
                     counted.append((live, args["step"]))
                 calls.append(call)
@@ -912,7 +921,8 @@ class Optimizer:
                 # a hyperparameter edited into the group after construction, of the wrong type
                 raise type(err)(f"param_groups[{gi}]: {err}") from None
             if group.get("state_dtype") == BF16:
-                call["rounding"] = self._rounding_keys(gi, tensors["index"], states)
+                steps = [s.get("step", 0) for s in states]
+                call["rounding"] = self._rounding_keys(gi, tensors["index"], steps)
             calls.append(call)
             pending.append((params, states))
         if not self._unscale_and_clip(calls):
@@ -990,14 +1000,12 @@ class Optimizer:
                     if type(value) is not float or not 0.0 <= value < math.inf:  # fast path: a good float
                         _scalar(value, f"state {name!r} of {_site(gi, i)}")
 
-    def _rounding_keys(
-        self, gi: int, index: list[int], states: list[dict[str, Any]]
-    ) -> list[tuple[int, int]]:
+    def _rounding_keys(self, gi: int, index: list[int], steps: list[float]) -> list[tuple[int, int]]:
         """Per tensor of group ``gi`` with bfloat16 state: its step number and its
         parameter's position in the optimizer (over all groups), which with the group's
         ``seed`` key the stochastic rounding of its state (``src/kernels/state.rs``)."""
         first = sum(len(g["params"]) for g in self.param_groups[:gi])
-        return [(int(s.get("step", 0)), first + i) for s, i in zip(states, index)]
+        return [(int(t), first + i) for t, i in zip(steps, index)]
 
     def _load_param_state(
         self, p: np.ndarray, site: str, entry: Any, group: dict[str, Any]
