@@ -349,7 +349,8 @@ pub enum Lane<'a, T> {
     /// The array's memory itself (the fast, zero-copy path).
     Direct(&'a mut [T]),
     /// A copy of an array with a different layout, and the view to write it back to.
-    Staged(ArrayViewMutD<'a, T>, Vec<T>),
+    /// (Boxed: the rare case stays out of the size of every lane.)
+    Staged(Box<(ArrayViewMutD<'a, T>, Vec<T>)>),
 }
 
 impl<'a, T: Copy> Lane<'a, T> {
@@ -357,7 +358,7 @@ impl<'a, T: Copy> Lane<'a, T> {
     pub(crate) fn new(view: ArrayViewMutD<'a, T>) -> Self {
         if !view.is_standard_layout() {
             let copy = view.iter().copied().collect();
-            return Lane::Staged(view, copy);
+            return Lane::Staged(Box::new((view, copy)));
         }
         match view.into_slice() {
             Some(s) => Lane::Direct(s),
@@ -370,7 +371,7 @@ impl<'a, T: Copy> Lane<'a, T> {
     pub fn slice(&mut self) -> &mut [T] {
         match self {
             Lane::Direct(s) => s,
-            Lane::Staged(_, copy) => copy,
+            Lane::Staged(staged) => &mut staged.1,
         }
     }
 
@@ -378,13 +379,14 @@ impl<'a, T: Copy> Lane<'a, T> {
     pub fn as_slice(&self) -> &[T] {
         match self {
             Lane::Direct(s) => s,
-            Lane::Staged(_, copy) => copy,
+            Lane::Staged(staged) => &staged.1,
         }
     }
 
     /// Copies a staged copy back into the user's array.
     pub fn write_back(&mut self) {
-        if let Lane::Staged(view, copy) = self {
+        if let Lane::Staged(staged) = self {
+            let (view, copy) = &mut **staged;
             view.iter_mut().zip(copy.iter()).for_each(|(dst, &src)| *dst = src);
         }
     }
@@ -421,17 +423,21 @@ impl<'a, T: Real> ReadLane<'a, T> {
 pub enum Views<'a, T, S = T> {
     /// Every array is contiguous in one order (C or F): its memory, as is.
     Slices(Flat<'a, T, S>),
-    /// Some array has another layout: views in the parameter's memory order.
-    Permuted {
-        /// Where the tensor sits.
-        at: At,
-        /// The parameter.
-        param: ArrayViewMutD<'a, T>,
-        /// Its gradient.
-        grad: ArrayViewD<'a, T>,
-        /// Its state, slot by slot.
-        state: SlotArray<ArrayViewMutD<'a, S>>,
-    },
+    /// Some array has another layout: views in the parameter's memory order (boxed:
+    /// the rare case stays out of the size of every tensor's views).
+    Permuted(Box<Permuted<'a, T, S>>),
+}
+
+/// One tensor's arrays as views whose axes are permuted into the parameter's memory order.
+pub struct Permuted<'a, T, S = T> {
+    /// Where the tensor sits.
+    at: At,
+    /// The parameter.
+    param: ArrayViewMutD<'a, T>,
+    /// Its gradient.
+    grad: ArrayViewD<'a, T>,
+    /// Its state, slot by slot.
+    state: SlotArray<ArrayViewMutD<'a, S>>,
 }
 
 /// One tensor's arrays as flat lanes that all index elements the same way.
@@ -498,12 +504,12 @@ impl<'py, T: Real + Element, S: Element> Borrowed<'py, T, S> {
         }
         let axes = memory_axis_order(self.param.strides());
         let axes = axes.as_slice();
-        Views::Permuted {
+        Views::Permuted(Box::new(Permuted {
             at: self.at,
             param: self.param.as_array_mut().permuted_axes(axes),
             grad: self.grad.as_array().permuted_axes(axes),
             state: self.state.each_mut().map(|s| s.as_mut().map(|s| s.as_array_mut().permuted_axes(axes))),
-        }
+        }))
     }
 }
 
@@ -514,12 +520,15 @@ impl<'a, T: Real, S: Copy> Views<'a, T, S> {
     pub fn flat(self) -> Flat<'a, T, S> {
         match self {
             Views::Slices(flat) => flat,
-            Views::Permuted { at, param, grad, state } => Flat {
-                at,
-                param: Lane::new(param),
-                grad: ReadLane::new(grad),
-                state: state.map(|s| s.map(Lane::new)),
-            },
+            Views::Permuted(views) => {
+                let Permuted { at, param, grad, state } = *views;
+                Flat {
+                    at,
+                    param: Lane::new(param),
+                    grad: ReadLane::new(grad),
+                    state: state.map(|s| s.map(Lane::new)),
+                }
+            }
         }
     }
 }
