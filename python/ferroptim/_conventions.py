@@ -38,6 +38,18 @@ KNOBS = {
 AMSGRAD_MAX = ("v", "v_hat")
 
 
+class _ConventionDefault:
+    """The default of a torch argument whose value the convention sets (``lr``, ``eps``,
+    ...); ``None`` stays an invalid value of those, as in torch."""
+
+    def __repr__(self) -> str:
+        return "<the convention's>"
+
+
+#: The default of the arguments that a convention sets.
+DEFAULT: Any = _ConventionDefault()
+
+
 def check_convention(name: Any) -> str:
     """``name`` is a known convention; returns it."""
     if not isinstance(name, str) or name not in CONVENTIONS:
@@ -49,12 +61,14 @@ def check_convention(name: Any) -> str:
 
 def resolve(cls: type, convention: Any, given: dict[str, Any], knobs: tuple[str, ...]) -> dict[str, Any]:
     """The constructor defaults of ``cls`` for ``convention``: each value of ``given`` that
-    is ``None`` takes the convention's (``cls.conventions[convention]``). The numerics
-    settings ``knobs`` and ``convention`` itself are kept only when they are needed: with a
-    convention other than torch's or an explicit setting; otherwise the groups are torch's."""
+    is :data:`DEFAULT` (a torch argument) or ``None`` (a numerics setting) takes the
+    convention's (``cls.conventions[convention]``). The numerics settings ``knobs`` and
+    ``convention`` itself are kept only when they are needed: with a convention other than
+    torch's or an explicit setting; otherwise the groups are torch's."""
     check_convention(convention)
     table: dict[str, Any] = cls.conventions[convention]  # type: ignore[attr-defined]
-    out = {k: (table[k] if v is None and k in table else v) for k, v in given.items()}
+    settings = set(KNOBS) | set(knobs)
+    out = {k: (table[k] if v is DEFAULT or (v is None and k in settings) else v) for k, v in given.items()}
     if convention == "torch" and all(given[k] is None for k in knobs):
         for k in knobs:
             del out[k]

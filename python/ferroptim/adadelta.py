@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from . import _core
-from ._conventions import resolve
+from ._conventions import DEFAULT, resolve
 from ._validate import flag, in_unit_interval, non_negative
 from .optimizer import Optimizer
 
@@ -62,9 +62,9 @@ class Adadelta(Optimizer):
     def __init__(
         self,
         params: Any,
-        lr: float | None = None,
-        rho: float | None = None,
-        eps: float | None = None,
+        lr: float = DEFAULT,
+        rho: float = DEFAULT,
+        eps: float = DEFAULT,
         weight_decay: float = 0,
         *,
         maximize: bool = False,

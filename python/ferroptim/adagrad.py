@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from . import _core
-from ._conventions import resolve
+from ._conventions import DEFAULT, resolve
 from ._validate import flag, non_negative, state_storage
 from .optimizer import Optimizer
 
@@ -71,11 +71,11 @@ class Adagrad(Optimizer):
     def __init__(
         self,
         params: Any,
-        lr: float | None = None,
+        lr: float = DEFAULT,
         lr_decay: float = 0,
         weight_decay: float = 0,
-        initial_accumulator_value: float | None = None,
-        eps: float | None = None,
+        initial_accumulator_value: float = DEFAULT,
+        eps: float = DEFAULT,
         *,
         maximize: bool = False,
         state_dtype: Any = None,

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from . import _core
-from ._conventions import resolve
+from ._conventions import DEFAULT, resolve
 from ._validate import beta_pair, flag, non_negative, state_storage
 from .optimizer import Optimizer
 
@@ -106,14 +106,14 @@ class Adam(Optimizer):
     def __init__(
         self,
         params: Any,
-        lr: float | None = None,
-        betas: tuple[float, float] | None = None,
-        eps: float | None = None,
-        weight_decay: float | None = None,
+        lr: float = DEFAULT,
+        betas: tuple[float, float] = DEFAULT,
+        eps: float = DEFAULT,
+        weight_decay: float = DEFAULT,
         amsgrad: bool = False,
         *,
         maximize: bool = False,
-        decoupled_weight_decay: bool | None = None,
+        decoupled_weight_decay: bool = DEFAULT,
         state_dtype: Any = None,
         seed: int = 0,
         grad_scale: float | None = None,
@@ -203,10 +203,10 @@ class AdamW(Adam):
     def __init__(
         self,
         params: Any,
-        lr: float | None = None,
-        betas: tuple[float, float] | None = None,
-        eps: float | None = None,
-        weight_decay: float | None = None,
+        lr: float = DEFAULT,
+        betas: tuple[float, float] = DEFAULT,
+        eps: float = DEFAULT,
+        weight_decay: float = DEFAULT,
         amsgrad: bool = False,
         *,
         maximize: bool = False,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import _core
-from ._conventions import resolve
+from ._conventions import DEFAULT, resolve
 from ._validate import beta_pair, flag, non_negative
 from .optimizer import Optimizer
 
@@ -68,9 +68,9 @@ class Adamax(Optimizer):
     def __init__(
         self,
         params: Any,
-        lr: float | None = None,
+        lr: float = DEFAULT,
         betas: tuple[float, float] = (0.9, 0.999),
-        eps: float | None = None,
+        eps: float = DEFAULT,
         weight_decay: float = 0,
         *,
         maximize: bool = False,

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from . import _core
-from ._conventions import resolve
+from ._conventions import DEFAULT, resolve
 from ._validate import flag, non_negative, state_storage
 from .optimizer import Optimizer
 
@@ -94,9 +94,9 @@ class RMSprop(Optimizer):
     def __init__(
         self,
         params: Any,
-        lr: float | None = None,
-        alpha: float | None = None,
-        eps: float | None = None,
+        lr: float = DEFAULT,
+        alpha: float = DEFAULT,
+        eps: float = DEFAULT,
         weight_decay: float = 0,
         momentum: float = 0,
         centered: bool = False,

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from . import _core
-from ._conventions import resolve
+from ._conventions import DEFAULT, resolve
 from ._validate import BF16, flag, non_negative, state_storage
 from .optimizer import Optimizer, _scalar
 
@@ -88,7 +88,7 @@ class SGD(Optimizer):
     def __init__(
         self,
         params: Any,
-        lr: float | None = None,
+        lr: float = DEFAULT,
         momentum: float = 0,
         dampening: float = 0,
         weight_decay: float = 0,

@@ -328,7 +328,7 @@ impl Kernel for Adam {
             form: AdamForm::Folded,
             amsgrad_max_corrected: false,
         };
-        if !(h.eps_root >= 0.0) {
+        if h.eps_root.is_nan() || h.eps_root < 0.0 {
             return Err(PyValueError::new_err(format!("Invalid eps_root value: {}", h.eps_root)));
         }
         let eps_hat: bool = item_or(g, "eps_hat", false)?;
