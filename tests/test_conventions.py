@@ -178,6 +178,15 @@ OPTAX_CASES = [
         lambda p: fo.Adadelta(p, lr=0.5, rho=0.7, eps=1e-4, weight_decay=0.1, convention="optax"),
     ),
     ("adamax", lambda: optax.adamax(LR), lambda p: fo.Adamax(p, lr=LR, convention="optax")),
+    ("nadam", lambda: optax.nadam(LR), lambda p: fo.NAdam(p, lr=LR, convention="optax")),
+    (
+        "nadamw",
+        lambda: optax.nadamw(LR, b1=0.8, weight_decay=0.1),
+        lambda p: fo.NAdam(
+            p, lr=LR, betas=(0.8, 0.999), weight_decay=0.1, decoupled_weight_decay=True, convention="optax"
+        ),
+    ),
+    ("lion", lambda: optax.lion(LR), lambda p: fo.Lion(p, lr=LR, convention="optax")),
 ]
 
 
@@ -240,6 +249,8 @@ OPTAX_DEFAULTS = [
     (optax.adagrad, fo.Adagrad, {"initial_accumulator_value": "initial_accumulator_value", "eps": "eps"}),
     (optax.adadelta, fo.Adadelta, {"rho": "rho", "eps": "eps"}),
     (optax.adamax, fo.Adamax, {"eps": "eps"}),
+    (optax.nadam, fo.NAdam, {"b1": "betas[0]", "b2": "betas[1]", "eps": "eps"}),
+    (optax.lion, fo.Lion, {"b1": "betas[0]", "b2": "betas[1]", "weight_decay": "weight_decay"}),
 ]
 
 
@@ -250,7 +261,9 @@ def _group_value(group: dict, key: str):
 
 
 @pytest.mark.parametrize(
-    "fn, cls, keys", OPTAX_DEFAULTS, ids=[f"{c.__name__}-{f.__name__}" for f, c, _ in OPTAX_DEFAULTS]
+    "fn, cls, keys",
+    OPTAX_DEFAULTS,
+    ids=[f"{c.__name__}-{getattr(f, '__name__', 'nadam')}" for f, c, _ in OPTAX_DEFAULTS],
 )
 def test_optax_defaults(fn, cls, keys):
     """convention="optax" takes the defaults of optax's own signatures."""
@@ -301,6 +314,13 @@ KERAS_CASES = [
         lambda p: fo.Adadelta(p, lr=0.5, convention="keras"),
     ),
     ("Adamax", lambda: keras.optimizers.Adamax(LR), lambda p: fo.Adamax(p, lr=LR, convention="keras")),
+    ("Nadam", lambda: keras.optimizers.Nadam(LR), lambda p: fo.NAdam(p, lr=LR, convention="keras")),
+    (
+        "Nadam-weight_decay",
+        lambda: keras.optimizers.Nadam(LR, beta_1=0.8, weight_decay=0.1),
+        lambda p: fo.NAdam(p, lr=LR, betas=(0.8, 0.999), weight_decay=0.1, convention="keras"),
+    ),
+    ("Lion", lambda: keras.optimizers.Lion(LR), lambda p: fo.Lion(p, lr=LR, convention="keras")),
 ]
 
 
@@ -348,6 +368,8 @@ KERAS_DEFAULTS = [
     ),
     (keras.optimizers.Adadelta, fo.Adadelta, {"learning_rate": "lr", "rho": "rho", "epsilon": "eps"}),
     (keras.optimizers.Adamax, fo.Adamax, {"learning_rate": "lr", "epsilon": "eps"}),
+    (keras.optimizers.Nadam, fo.NAdam, {"learning_rate": "lr", "beta_1": "betas[0]", "epsilon": "eps"}),
+    (keras.optimizers.Lion, fo.Lion, {"learning_rate": "lr", "beta_1": "betas[0]", "beta_2": "betas[1]"}),
 ]
 
 
@@ -455,6 +477,25 @@ def adamax_algorithm_2(alpha, beta1, beta2, eps):
     return update
 
 
+def nadam_dozat(lr, beta1, beta2, eps, psi):
+    """Dozat 2016, Algorithm 2 with the momentum schedule ``mu_t = beta1 (1 - 0.5 * 0.96^(t psi))``
+    and Adam's bias correction of ``v``, the products kept exactly."""
+    m = v = 0.0
+    product = 1.0
+
+    def update(theta, g, t, _):
+        nonlocal m, v, product
+        mu = beta1 * (1 - 0.5 * 0.96 ** (t * psi))
+        mu_next = beta1 * (1 - 0.5 * 0.96 ** ((t + 1) * psi))
+        product *= mu
+        m = beta1 * m + (1 - beta1) * g
+        v = beta2 * v + (1 - beta2) * g * g
+        m_hat = mu_next * m / (1 - product * mu_next) + (1 - mu) * g / (1 - product)
+        return theta - lr * m_hat / (np.sqrt(v / (1 - beta2**t)) + eps)
+
+    return update
+
+
 def nonzero_gradients(dtype):
     return [np.where(g == 0, 0.5, g).astype(dtype) for g in gradients(dtype)]
 
@@ -484,6 +525,12 @@ PAPER_CASES = [
         "Adamax",
         lambda p: fo.Adamax(p, convention="paper", eps=0.0),
         lambda: adamax_algorithm_2(2e-3, 0.9, 0.999, 0.0),
+        None,
+    ),
+    (
+        "NAdam",
+        lambda p: fo.NAdam(p, convention="paper"),
+        lambda: nadam_dozat(2e-3, 0.9, 0.999, 1e-8, 1 / 250),
         None,
     ),
 ]
@@ -608,6 +655,16 @@ def test_each_setting_alone(name, make, reference, without):
     assert differs(ours(without, dtype, grads), want, dtype)
 
 
+def test_nadam_mu_product_float32_alone():
+    """torch rounds NAdam's running product to float32; without that, a float64 run is
+    Dozat's formula to float64 precision, and torch's rounding is visibly off it."""
+    dtype = np.float64
+    grads = gradients(dtype)
+    want = numpy_trajectory(nadam_dozat(LR, 0.9, 0.999, 1e-8, 4e-3), dtype, grads)
+    close(ours(lambda p: fo.NAdam(p, lr=LR, mu_product_float32=False), dtype, grads), want, dtype)
+    assert differs(ours(lambda p: fo.NAdam(p, lr=LR), dtype, grads), want, dtype)
+
+
 def test_sgd_lr_in_momentum_alone():
     dtype = np.float64
     grads = gradients(dtype)
@@ -620,7 +677,17 @@ def test_sgd_lr_in_momentum_alone():
 # torch's convention is unchanged; explicit arguments win
 
 
-ALL_CONVENTION_CLASSES = [fo.Adam, fo.AdamW, fo.SGD, fo.RMSprop, fo.Adagrad, fo.Adadelta, fo.Adamax]
+ALL_CONVENTION_CLASSES = [
+    fo.Adam,
+    fo.AdamW,
+    fo.SGD,
+    fo.RMSprop,
+    fo.Adagrad,
+    fo.Adadelta,
+    fo.Adamax,
+    fo.NAdam,
+    fo.Lion,
+]
 
 
 @pytest.mark.parametrize("cls", ALL_CONVENTION_CLASSES, ids=lambda c: c.__name__)
@@ -870,7 +937,7 @@ def test_every_simd_level_gives_the_same_bits(name, kwargs, dtype, restore_level
             "eps_hat .* not a setting of SGD",
         ),
         (
-            lambda: fo.Lion([{"params": [np.zeros(2)], "convention": "optax"}]),
+            lambda: fo.RAdam([{"params": [np.zeros(2)], "convention": "optax"}]),
             ValueError,
             "only torch's convention",
         ),

@@ -32,6 +32,7 @@ KNOBS = {
     "eps_in_sqrt": "eps under the square root (RMSprop, Adagrad)",
     "lr_in_momentum": "lr inside the momentum buffer (SGD, RMSprop)",
     "eps_in_max": "eps inside Adamax's maximum (Adamax)",
+    "mu_product_float32": "NAdam's prod mu_i rounded to float32 (NAdam)",
 }
 
 #: AMSGrad's maximum: of the raw ``v`` (torch, Keras) or of the bias-corrected ``v_hat`` (optax).
@@ -115,7 +116,7 @@ def validate(opt: Any, group: dict[str, Any]) -> None:
                 f"{key} ({KNOBS[key]}) is not a setting of {type(opt).__name__}"
                 + (f"; its settings are {', '.join(sorted(own))}" if own else "")
             )
-    for key in ("eps_hat", "lr_in_momentum", "eps_in_max"):
+    for key in ("eps_hat", "lr_in_momentum", "eps_in_max", "mu_product_float32"):
         if key in own and key in group:
             flag(group, key)
     if "eps_in_sqrt" in own and "eps_in_sqrt" in group:
