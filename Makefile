@@ -27,6 +27,8 @@ test-deps: venv
 	rustup component add rustfmt clippy 2>/dev/null || true
 	$(BIN)/python -m pip install -q "pytest>=8" "hypothesis>=6.100" "ruff>=0.6" "mypy>=1.10" torch \
 		"nbclient>=0.7" "nbformat>=5" "ipykernel>=6"
+	# references of tests/test_conventions.py: optax on jax (CPU wheels) and Keras 3 on the jax backend
+	$(BIN)/python -m pip install -q "jax>=0.4.30" "optax>=0.2.4" "keras>=3.8"
 
 lint:
 	cargo fmt --check

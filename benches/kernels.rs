@@ -24,7 +24,7 @@ use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
 use ferroptim::kernels::adadelta::{AdadeltaHyper, AdadeltaTensor};
 use ferroptim::kernels::adagrad::{AdagradHyper, AdagradTensor};
 use ferroptim::kernels::adagrad_norm::{AdagradNormHyper, AdagradNormTensor, GradSquares};
-use ferroptim::kernels::adam::{AdamHyper, AdamTensor};
+use ferroptim::kernels::adam::{AdamForm, AdamHyper, AdamTensor};
 use ferroptim::kernels::rmsprop::{RmspropHyper, RmspropTensor};
 use ferroptim::kernels::sgd::{SgdHyper, SgdTensor};
 use ferroptim::kernels::stream::AxpyTensor;
@@ -113,6 +113,7 @@ fn sgd<T: Real>(c: &mut Criterion) {
         weight_decay: 0.0,
         nesterov: false,
         maximize: false,
+        lr_in_momentum: false,
     };
     // read param, grad, momentum_buffer; write param, momentum_buffer
     bench::<T>(c, "sgd_momentum", 1, 5, |l, path| {
@@ -122,7 +123,14 @@ fn sgd<T: Real>(c: &mut Criterion) {
 }
 
 fn adagrad<T: Real>(c: &mut Criterion) {
-    let h = AdagradHyper { lr: 1e-2, lr_decay: 0.0, weight_decay: 0.0, eps: 1e-10, maximize: false };
+    let h = AdagradHyper {
+        lr: 1e-2,
+        lr_decay: 0.0,
+        weight_decay: 0.0,
+        eps: 1e-10,
+        maximize: false,
+        eps_in_sqrt: false,
+    };
     // read param, grad, sum; write param, sum
     bench::<T>(c, "adagrad", 1, 5, |l, path| {
         let [sum] = l.state.as_mut_slice() else { return };
@@ -140,6 +148,7 @@ fn rmsprop<T: Real>(c: &mut Criterion) {
         centered: false,
         maximize: false,
         eps_in_sqrt: false,
+        lr_in_momentum: false,
     };
     // read param, grad, square_avg; write param, square_avg
     bench::<T>(c, "rmsprop", 1, 5, |l, path| {
@@ -167,6 +176,9 @@ fn adam<T: Real>(c: &mut Criterion) {
         amsgrad: false,
         maximize: false,
         decoupled_weight_decay: false,
+        eps_root: 0.0,
+        form: AdamForm::Folded,
+        amsgrad_max_corrected: false,
     };
     // read param, grad, exp_avg, exp_avg_sq; write param, exp_avg, exp_avg_sq
     bench::<T>(c, "adam", 2, 7, |l, path| {

@@ -7,8 +7,20 @@ from typing import Any
 import numpy as np
 
 from . import _core
+from ._conventions import DEFAULT, resolve
 from ._validate import flag, in_unit_interval, non_negative
 from .optimizer import Optimizer
+
+_ADADELTA_TORCH: dict[str, Any] = dict(lr=1.0, rho=0.9, eps=1e-6)
+#: What each convention sets (docs/conventions.md): optax ``adadelta``, Keras 3
+#: ``Adadelta``, Zeiler 2012 (rho 0.95, eps 1e-6, no learning rate). Only defaults: the
+#: update is the same in all four.
+ADADELTA_CONVENTIONS: dict[str, dict[str, Any]] = {
+    "torch": _ADADELTA_TORCH,
+    "optax": _ADADELTA_TORCH,
+    "keras": dict(lr=1e-3, rho=0.95, eps=1e-7),
+    "paper": {**_ADADELTA_TORCH, "rho": 0.95},
+}
 
 
 class Adadelta(Optimizer):
@@ -24,14 +36,19 @@ class Adadelta(Optimizer):
 
     Args:
         params: arrays or param groups to optimize.
-        lr: scale of the update. Default 1.0.
-        rho: decay rate of both running averages. Default 0.9.
-        eps: added inside both square roots. Default 1e-6.
+        lr: scale of the update. Default 1.0 (keras: 1e-3; optax has no default; Zeiler's
+            AdaDelta has no learning rate, which is 1.0).
+        rho: decay rate of both running averages. Default 0.9 (keras, paper: 0.95).
+        eps: added inside both square roots. Default 1e-6 (keras: 1e-7).
         weight_decay: L2 penalty. Default 0.
         maximize: maximize the objective instead of minimizing it.
         grad_scale, max_grad_norm, skip_nonfinite: loss-scale unscaling, clipping by the
             global gradient norm, and skipping steps with a NaN/inf gradient, all inside
             the step (see :class:`~ferroptim.Optimizer`). Not in torch.
+        convention: ``"torch"`` (default), ``"optax"``, ``"keras"`` or ``"paper"``: that
+            framework's defaults (the update is the same in all four); arguments passed
+            explicitly win. Keras's ``weight_decay`` is decoupled, which Adadelta does not
+            implement: with ``"keras"`` it must be 0. Not in torch.
 
     State per parameter: ``step``, ``square_avg``, ``acc_delta``.
     """
@@ -40,21 +57,32 @@ class Adadelta(Optimizer):
     required_state = ("square_avg", "acc_delta")
     _kernel = staticmethod(_core.adadelta_step)
 
+    conventions = ADADELTA_CONVENTIONS
+
     def __init__(
         self,
         params: Any,
-        lr: float = 1.0,
-        rho: float = 0.9,
-        eps: float = 1e-6,
+        lr: float = DEFAULT,
+        rho: float = DEFAULT,
+        eps: float = DEFAULT,
         weight_decay: float = 0,
         *,
         maximize: bool = False,
         grad_scale: float | None = None,
         max_grad_norm: float | None = None,
         skip_nonfinite: bool = False,
+        convention: str = "torch",
     ) -> None:
-        defaults: dict[str, Any] = dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay, maximize=maximize)
+        resolved = resolve(type(self), convention, dict(lr=lr, rho=rho, eps=eps), ())
+        defaults: dict[str, Any] = dict(
+            lr=resolved.pop("lr"),
+            rho=resolved.pop("rho"),
+            eps=resolved.pop("eps"),
+            weight_decay=weight_decay,
+            maximize=maximize,
+        )
         defaults.update(grad_scale=grad_scale, max_grad_norm=max_grad_norm, skip_nonfinite=skip_nonfinite)
+        defaults.update(resolved)  # convention, when not torch's
         super().__init__(params, defaults)
 
     def _validate_group(self, group: dict[str, Any]) -> None:

@@ -7,8 +7,29 @@ from typing import Any
 import numpy as np
 
 from . import _core
+from ._conventions import DEFAULT, resolve
 from ._validate import beta_pair, flag, non_negative, state_storage
 from .optimizer import Optimizer
+
+_ADAM_TORCH: dict[str, Any] = dict(
+    lr=1e-3,
+    betas=(0.9, 0.999),
+    eps=1e-8,
+    weight_decay=0,
+    decoupled_weight_decay=False,
+    eps_root=0.0,
+    eps_hat=False,
+    amsgrad_max="v",
+)
+#: What each convention sets (docs/conventions.md): optax ``adam``/``amsgrad``
+#: (``scale_by_adam``, ``scale_by_amsgrad``), Keras 3 ``Adam``, Kingma & Ba's Algorithm 1.
+ADAM_CONVENTIONS: dict[str, dict[str, Any]] = {
+    "torch": _ADAM_TORCH,
+    "optax": {**_ADAM_TORCH, "amsgrad_max": "v_hat"},
+    "keras": {**_ADAM_TORCH, "eps": 1e-7, "decoupled_weight_decay": True, "eps_hat": True},
+    "paper": _ADAM_TORCH,
+}
+_ADAM_KNOBS = ("eps_root", "eps_hat", "amsgrad_max")
 
 
 class Adam(Optimizer):
@@ -27,15 +48,40 @@ class Adam(Optimizer):
     which is Algorithm 1's ``theta - alpha m_hat / (sqrt(v_hat) + eps)`` with the bias
     corrections ``m_hat = m / (1 - beta1^t)``, ``v_hat = v / (1 - beta2^t)`` folded in.
 
+    Other frameworks' conventions (``convention=``, ``docs/conventions.md``)::
+
+        optax, paper:  theta <- theta - lr * (m_hat / (sqrt(v_hat + eps_root) + eps))
+        keras (eps_hat): theta <- theta - m * lr sqrt(1 - beta2^t) / (1 - beta1^t) / (sqrt(v) + eps)
+        amsgrad_max="v_hat" (optax):  v_max <- max(v_max, v_hat), in place of v_hat
+
+    ``"optax"`` and ``"paper"`` (Algorithm 1 as printed) divide ``m`` and ``v`` by their
+    bias corrections elementwise, in optax's ``scale_by_adam`` order; the mathematics is
+    torch's, the rounding that order's. ``"keras"`` is Keras 3's ``Adam``: ``eps`` is
+    Kingma & Ba's epsilon-hat (end of their section 2), default 1e-7, and
+    ``weight_decay`` is decoupled.
+
     Args:
         params: arrays or param groups to optimize.
-        lr: step size alpha. Default 1e-3.
+        lr: step size alpha. Default 1e-3 (every convention; optax has no default).
         betas: ``(beta1, beta2)``, decay rates of the moments, each in [0, 1).
-        eps: added to the denominator. Default 1e-8.
+            Default (0.9, 0.999).
+        eps: added to the denominator. Default 1e-8 (keras: 1e-7).
         weight_decay: L2 penalty (or decoupled decay). Default 0.
         amsgrad: use AMSGrad's running maximum of ``v``.
         maximize: maximize the objective instead of minimizing it.
-        decoupled_weight_decay: decay the weights directly, as AdamW.
+        decoupled_weight_decay: decay the weights directly, as AdamW. Default ``False``
+            (keras: ``True``, as Keras's ``weight_decay``).
+        convention: ``"torch"`` (default), ``"optax"``, ``"keras"`` or ``"paper"``: the
+            defaults and numerics of that framework; every argument passed explicitly
+            wins over it. Not in torch.
+        eps_root: optax's ``eps_root``, added to ``v_hat`` under the square root (keeps the
+            update differentiable at ``v = 0``). Default 0.0. Not in torch.
+        eps_hat: ``eps`` is Keras's epsilon-hat, added to ``sqrt(v)`` before the bias
+            correction of ``v``. Default ``False`` (keras: ``True``). Not in torch.
+        amsgrad_max: what AMSGrad's maximum keeps: ``"v"``, the raw second moment (torch,
+            Keras, Reddi et al.), or ``"v_hat"``, the bias-corrected one (optax's
+            ``scale_by_amsgrad``; ``max_exp_avg_sq`` then holds ``v_hat``). Default ``"v"``
+            (optax: ``"v_hat"``). Not in torch.
         state_dtype: how ``exp_avg``, ``exp_avg_sq`` and ``max_exp_avg_sq`` are stored:
             ``None`` (the parameter's dtype) or ``"bfloat16"`` (float32 parameters only;
             20 instead of 28 bytes per element and step). bfloat16 state is decoded to
@@ -54,35 +100,47 @@ class Adam(Optimizer):
     required_state = ("exp_avg", "exp_avg_sq")
     _kernel = staticmethod(_core.adam_step)
 
+    conventions = ADAM_CONVENTIONS
+    convention_knobs = _ADAM_KNOBS
+
     def __init__(
         self,
         params: Any,
-        lr: float = 1e-3,
-        betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
-        weight_decay: float = 0,
+        lr: float = DEFAULT,
+        betas: tuple[float, float] = DEFAULT,
+        eps: float = DEFAULT,
+        weight_decay: float = DEFAULT,
         amsgrad: bool = False,
         *,
         maximize: bool = False,
-        decoupled_weight_decay: bool = False,
+        decoupled_weight_decay: bool = DEFAULT,
         state_dtype: Any = None,
         seed: int = 0,
         grad_scale: float | None = None,
         max_grad_norm: float | None = None,
         skip_nonfinite: bool = False,
+        convention: str = "torch",
+        eps_root: float | None = None,
+        eps_hat: bool | None = None,
+        amsgrad_max: str | None = None,
     ) -> None:
+        given: dict[str, Any] = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+        given.update(decoupled_weight_decay=decoupled_weight_decay)
+        given.update(eps_root=eps_root, eps_hat=eps_hat, amsgrad_max=amsgrad_max)
+        resolved = resolve(type(self), convention, given, _ADAM_KNOBS)
         defaults = dict(
-            lr=lr,
-            betas=betas,
-            eps=eps,
-            weight_decay=weight_decay,
+            lr=resolved.pop("lr"),
+            betas=resolved.pop("betas"),
+            eps=resolved.pop("eps"),
+            weight_decay=resolved.pop("weight_decay"),
             amsgrad=amsgrad,
             maximize=maximize,
-            decoupled_weight_decay=decoupled_weight_decay,
+            decoupled_weight_decay=resolved.pop("decoupled_weight_decay"),
             state_dtype=state_dtype,
             seed=seed,
         )
         defaults.update(grad_scale=grad_scale, max_grad_norm=max_grad_norm, skip_nonfinite=skip_nonfinite)
+        defaults.update(resolved)  # convention and its numerics settings, when not torch's
         super().__init__(params, defaults)
 
     def _validate_group(self, group: dict[str, Any]) -> None:
@@ -107,14 +165,17 @@ class AdamW(Adam):
 
     ``theta <- theta (1 - lr weight_decay)`` before the Adam update of :class:`Adam`;
     the same as ``Adam(..., decoupled_weight_decay=True)`` with ``weight_decay=1e-2``
-    by default.
+    by default. optax's ``adamw`` (``-lr * (update + wd theta)``) and Keras's ``AdamW``
+    (``theta - theta wd lr``) decay by the same ``lr * wd``; Loshchilov & Hutter's
+    Algorithm 2 scales ``wd`` by the schedule multiplier only, which here is
+    ``weight_decay = wd / lr`` in every convention.
 
     Args:
         params: arrays or param groups to optimize.
         lr: step size alpha. Default 1e-3.
         betas: ``(beta1, beta2)``. Default (0.9, 0.999).
-        eps: added to the denominator. Default 1e-8.
-        weight_decay: decoupled weight decay. Default 1e-2.
+        eps: added to the denominator. Default 1e-8 (keras: 1e-7).
+        weight_decay: decoupled weight decay. Default 1e-2 (optax: 1e-4, keras: 0.004).
         amsgrad: use AMSGrad's running maximum of ``v``.
         maximize: maximize the objective instead of minimizing it.
         state_dtype: ``None`` or ``"bfloat16"``, as :class:`Adam`.
@@ -122,17 +183,26 @@ class AdamW(Adam):
         grad_scale, max_grad_norm, skip_nonfinite: loss-scale unscaling, clipping by the
             global gradient norm, and skipping steps with a NaN/inf gradient, all inside
             the step (see :class:`~ferroptim.Optimizer`). Not in torch.
+        convention, eps_root, eps_hat, amsgrad_max: another framework's defaults and
+            numerics, as :class:`Adam`. Not in torch.
 
     State per parameter: as :class:`Adam`.
     """
 
+    conventions = {
+        "torch": {**ADAM_CONVENTIONS["torch"], "weight_decay": 1e-2},
+        "optax": {**ADAM_CONVENTIONS["optax"], "weight_decay": 1e-4},
+        "keras": {**ADAM_CONVENTIONS["keras"], "weight_decay": 0.004},
+        "paper": {**ADAM_CONVENTIONS["paper"], "weight_decay": 1e-2},
+    }
+
     def __init__(
         self,
         params: Any,
-        lr: float = 1e-3,
-        betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
-        weight_decay: float = 1e-2,
+        lr: float = DEFAULT,
+        betas: tuple[float, float] = DEFAULT,
+        eps: float = DEFAULT,
+        weight_decay: float = DEFAULT,
         amsgrad: bool = False,
         *,
         maximize: bool = False,
@@ -141,6 +211,10 @@ class AdamW(Adam):
         grad_scale: float | None = None,
         max_grad_norm: float | None = None,
         skip_nonfinite: bool = False,
+        convention: str = "torch",
+        eps_root: float | None = None,
+        eps_hat: bool | None = None,
+        amsgrad_max: str | None = None,
     ) -> None:
         super().__init__(
             params,
@@ -156,4 +230,8 @@ class AdamW(Adam):
             grad_scale=grad_scale,
             max_grad_norm=max_grad_norm,
             skip_nonfinite=skip_nonfinite,
+            convention=convention,
+            eps_root=eps_root,
+            eps_hat=eps_hat,
+            amsgrad_max=amsgrad_max,
         )

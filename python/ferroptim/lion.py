@@ -5,8 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 from . import _core
+from ._conventions import DEFAULT, resolve
 from ._validate import beta_pair, flag, non_negative
 from .optimizer import Optimizer
+
+#: What each convention sets (docs/conventions.md): only defaults, as optax ``lion`` (decay
+#: ``-lr wd theta`` added to the update) and Keras 3 ``Lion`` compute ferroptim's update.
+LION_CONVENTIONS: dict[str, dict[str, Any]] = {
+    "torch": dict(lr=1e-4, weight_decay=0.0),
+    "optax": dict(lr=1e-4, weight_decay=1e-3),
+    "keras": dict(lr=1e-3, weight_decay=0.0),
+    "paper": dict(lr=1e-4, weight_decay=0.0),
+}
 
 
 class Lion(Optimizer):
@@ -28,14 +38,18 @@ class Lion(Optimizer):
 
     Args:
         params: arrays or param groups to optimize.
-        lr: the size of every coordinate's step. Default 1e-4.
+        lr: the size of every coordinate's step. Default 1e-4 (keras: 1e-3; optax has no
+            default).
         betas: ``(beta1, beta2)``, the interpolation weight of the update and the decay
             rate of the momentum, each in [0, 1). Default (0.9, 0.99).
-        weight_decay: decoupled weight decay. Default 0.
+        weight_decay: decoupled weight decay. Default 0 (optax: 1e-3).
         maximize: maximize the objective instead of minimizing it.
         grad_scale, max_grad_norm, skip_nonfinite: loss-scale unscaling, clipping by the
             global gradient norm, and skipping steps with a NaN/inf gradient, all inside
             the step (see :class:`~ferroptim.Optimizer`). Not in torch.
+        convention: ``"torch"`` (ferroptim's, as the paper), ``"optax"``, ``"keras"`` or
+            ``"paper"``: that framework's defaults (the update is the same in all four);
+            arguments passed explicitly win.
 
     State per parameter: ``exp_avg`` (the momentum ``m``).
     """
@@ -44,20 +58,26 @@ class Lion(Optimizer):
     required_state = ("exp_avg",)
     counts_steps = False
     _kernel = staticmethod(_core.lion_step)
+    conventions = LION_CONVENTIONS
 
     def __init__(
         self,
         params: Any,
-        lr: float = 1e-4,
+        lr: float = DEFAULT,
         betas: tuple[float, float] = (0.9, 0.99),
-        weight_decay: float = 0.0,
+        weight_decay: float = DEFAULT,
         *,
         maximize: bool = False,
         grad_scale: float | None = None,
         max_grad_norm: float | None = None,
         skip_nonfinite: bool = False,
+        convention: str = "torch",
     ) -> None:
-        defaults = dict(lr=lr, betas=betas, weight_decay=weight_decay, maximize=maximize)
+        resolved = resolve(type(self), convention, dict(lr=lr, weight_decay=weight_decay), ())
+        defaults = dict(
+            lr=resolved.pop("lr"), betas=betas, weight_decay=resolved.pop("weight_decay"), maximize=maximize
+        )
+        defaults.update(resolved)  # convention, when not torch's
         defaults.update(grad_scale=grad_scale, max_grad_norm=max_grad_norm, skip_nonfinite=skip_nonfinite)
         super().__init__(params, defaults)
 

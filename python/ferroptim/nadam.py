@@ -7,8 +7,28 @@ from typing import Any
 import numpy as np
 
 from . import _core
+from ._conventions import DEFAULT, resolve
 from ._validate import beta_pair, flag, non_negative
 from .optimizer import Optimizer
+
+_NADAM_TORCH: dict[str, Any] = dict(
+    lr=2e-3, eps=1e-8, momentum_decay=4e-3, decoupled_weight_decay=False, mu_product_float32=True
+)
+#: What each convention sets (docs/conventions.md): optax ``nadam`` (``scale_by_adam`` with
+#: ``nesterov=True``: ``mu_t = beta1``, no schedule, which is ``psi = inf``), Keras 3
+#: ``Nadam`` (``u_t = beta_1 (1 - 0.5 * 0.96^t)``: ``psi = 1``), Dozat 2016 (``psi = 1/250``).
+NADAM_CONVENTIONS: dict[str, dict[str, Any]] = {
+    "torch": _NADAM_TORCH,
+    "optax": {**_NADAM_TORCH, "momentum_decay": float("inf"), "mu_product_float32": False},
+    "keras": {
+        "lr": 1e-3,
+        "eps": 1e-7,
+        "momentum_decay": 1.0,
+        "decoupled_weight_decay": True,
+        "mu_product_float32": False,
+    },
+    "paper": {**_NADAM_TORCH, "mu_product_float32": False},
+}
 
 
 class NAdam(Optimizer):
@@ -26,18 +46,33 @@ class NAdam(Optimizer):
         theta <- theta - lr (1 - mu_t) / (1 - prod_{i<=t} mu_i) * g / d
                        - lr mu_{t+1} / (1 - prod_{i<=t+1} mu_i) * m / d
 
+    The frameworks differ in the schedule and in the precision of ``prod mu_i``: optax's
+    ``nadam`` has no schedule (``mu_t = beta1``, so
+    ``m_hat = beta1 m / (1 - beta1^(t+1)) + (1 - beta1) g / (1 - beta1^t)``), which is
+    ``momentum_decay = inf``; Keras 3's ``Nadam`` uses ``0.96^t``, ``momentum_decay = 1``;
+    Dozat's paper ``0.96^(t/250)``, torch's 4e-3. Only torch rounds ``prod mu_i`` to
+    float32 at every step.
+
     Args:
         params: arrays or param groups to optimize.
-        lr: learning rate. Default 2e-3.
+        lr: learning rate. Default 2e-3 (keras: 1e-3; optax has no default).
         betas: ``(beta1, beta2)``, decay rates of the moments, each in [0, 1).
-        eps: added to the denominator. Default 1e-8.
+        eps: added to the denominator. Default 1e-8 (keras: 1e-7).
         weight_decay: L2 penalty (or decoupled decay). Default 0.
-        momentum_decay: ``psi`` of the momentum schedule. Default 4e-3.
-        decoupled_weight_decay: decay the weights directly (NAdamW).
+        momentum_decay: ``psi`` of the momentum schedule. Default 4e-3 (optax: ``inf``,
+            keras: 1.0).
+        decoupled_weight_decay: decay the weights directly (NAdamW). Default ``False``
+            (keras: ``True``, as Keras's ``weight_decay``).
         maximize: maximize the objective instead of minimizing it.
         grad_scale, max_grad_norm, skip_nonfinite: loss-scale unscaling, clipping by the
             global gradient norm, and skipping steps with a NaN/inf gradient, all inside
             the step (see :class:`~ferroptim.Optimizer`). Not in torch.
+        convention: ``"torch"`` (default), ``"optax"``, ``"keras"`` or ``"paper"``: that
+            framework's defaults and numerics; arguments passed explicitly win. Not in
+            torch.
+        mu_product_float32: round ``prod mu_i`` to float32 at every step, as torch's
+            float32 tensor does, instead of keeping it in float64. Default ``True``
+            (optax, keras, paper: ``False``). Not in torch.
 
     State per parameter: ``step``, ``mu_product`` (``prod_{i<=t} mu_i``, a float that,
     as torch's float32 tensor, is rounded to float32 at every step), ``exp_avg``,
@@ -48,32 +83,40 @@ class NAdam(Optimizer):
     required_state = ("exp_avg", "exp_avg_sq")
     scalar_state = ("mu_product",)
     _kernel = staticmethod(_core.nadam_step)
+    conventions = NADAM_CONVENTIONS
+    convention_knobs = ("mu_product_float32",)
 
     def __init__(
         self,
         params: Any,
-        lr: float = 2e-3,
+        lr: float = DEFAULT,
         betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
+        eps: float = DEFAULT,
         weight_decay: float = 0,
-        momentum_decay: float = 4e-3,
-        decoupled_weight_decay: bool = False,
+        momentum_decay: float = DEFAULT,
+        decoupled_weight_decay: bool = DEFAULT,
         *,
         maximize: bool = False,
         grad_scale: float | None = None,
         max_grad_norm: float | None = None,
         skip_nonfinite: bool = False,
+        convention: str = "torch",
+        mu_product_float32: bool | None = None,
     ) -> None:
+        given: dict[str, Any] = dict(lr=lr, eps=eps, momentum_decay=momentum_decay)
+        given.update(decoupled_weight_decay=decoupled_weight_decay, mu_product_float32=mu_product_float32)
+        resolved = resolve(type(self), convention, given, ("mu_product_float32",))
         defaults = dict(
-            lr=lr,
+            lr=resolved.pop("lr"),
             betas=betas,
-            eps=eps,
+            eps=resolved.pop("eps"),
             weight_decay=weight_decay,
-            momentum_decay=momentum_decay,
-            decoupled_weight_decay=decoupled_weight_decay,
+            momentum_decay=resolved.pop("momentum_decay"),
+            decoupled_weight_decay=resolved.pop("decoupled_weight_decay"),
             maximize=maximize,
         )
         defaults.update(grad_scale=grad_scale, max_grad_norm=max_grad_norm, skip_nonfinite=skip_nonfinite)
+        defaults.update(resolved)  # convention and mu_product_float32, when not torch's
         super().__init__(params, defaults)
 
     def _validate_group(self, group: dict[str, Any]) -> None:
@@ -91,12 +134,17 @@ class NAdam(Optimizer):
         try:  # the schedule is computed here, so check what was edited into the group since
             beta_pair(group)
             non_negative(group, "momentum_decay")
+            flag(group, *(("mu_product_float32",) if "mu_product_float32" in group else ()))
         except (TypeError, ValueError) as err:
             gi = next(i for i, g in enumerate(self.param_groups) if g is group)
             raise type(err)(f"param_groups[{gi}]: {err}") from None
         beta1, momentum_decay = group["betas"][0], group["momentum_decay"]
+        in_float32 = group.get("mu_product_float32", True)
         for s in states:
             # mu_t as the kernel computes it (NadamHyper::mu in src/kernels/nadam.rs)
             mu = beta1 * (1.0 - 0.5 * 0.96 ** (s["step"] * momentum_decay))
-            s["mu_product"] = float(np.float32(s["mu_product"]) * np.float32(mu))
+            if in_float32:  # torch's float32 tensor
+                s["mu_product"] = float(np.float32(s["mu_product"]) * np.float32(mu))
+            else:
+                s["mu_product"] = float(s["mu_product"]) * mu
         return {**args, "mu_product": [s["mu_product"] for s in states]}

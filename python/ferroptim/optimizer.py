@@ -23,7 +23,7 @@ from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
-from . import _bfloat16, _core
+from . import _bfloat16, _conventions, _core
 from ._validate import BF16, GRAD_DEFAULTS, grad_settings, storage_settings
 from .hooks import RemovableHandle, register
 from .parameter import FLOAT_DTYPES, Parameter
@@ -305,6 +305,12 @@ class Optimizer:
     counts_steps: ClassVar[bool] = True
     #: Other per-parameter scalars every non-empty state has (NAdam's ``mu_product``).
     scalar_state: ClassVar[tuple[str, ...]] = ()
+    #: Per convention (``"torch"``, ``"optax"``, ``"keras"``, ``"paper"``), the defaults it
+    #: gives the settings it changes; empty for a class without conventions (see
+    #: ``ferroptim._conventions`` and ``docs/conventions.md``).
+    conventions: ClassVar[dict[str, dict[str, Any]]] = {}
+    #: The numerics settings (``eps_in_sqrt``, ``eps_root``, ...) the class takes.
+    convention_knobs: ClassVar[tuple[str, ...]] = ()
 
     # Registered hooks by handle id, in call order (torch's attribute names).
     _optimizer_step_pre_hooks: OrderedDict[int, Callable[..., Any]]
@@ -368,7 +374,7 @@ class Optimizer:
                 "all optimizer param groups should be with/without names. "
                 f"cannot add param group {kind} to the optimizer"
             )
-        for name, default in self.defaults.items():
+        for name, default in _conventions.group_defaults(self, group).items():
             group.setdefault(name, default)
         gi = len(self.param_groups)
         for i, p in enumerate(params):
@@ -382,6 +388,7 @@ class Optimizer:
         ] + [_site(gi, i) for i in range(len(params))]
         check_params(existing + params, all_names)
         self._validate_group(group)
+        _conventions.validate(self, group)
         grad_settings(group)
         self.param_groups.append(group)
 
@@ -517,7 +524,7 @@ class Optimizer:
                 if repeated:
                     raise ValueError(f"loaded state dict lists parameter id {key!r} twice")
                 by_index[key] = (p, _site(gi, i), gi)
-            restored = dict(self.defaults)
+            restored = _conventions.loaded_defaults(self, saved)
             restored.update(
                 (k, _plain_value(v))
                 for k, v in saved.items()
@@ -531,6 +538,7 @@ class Optimizer:
             restored["params"] = group["params"]
             try:
                 self._validate_group(restored)
+                _conventions.validate(self, restored)
                 grad_settings(restored)
             except (TypeError, ValueError) as err:
                 raise type(err)(f"loaded param group {gi}: {err}") from None

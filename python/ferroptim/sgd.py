@@ -7,8 +7,19 @@ from typing import Any
 import numpy as np
 
 from . import _core
+from ._conventions import DEFAULT, resolve
 from ._validate import BF16, flag, non_negative, state_storage
 from .optimizer import Optimizer, _scalar
+
+_SGD_TORCH: dict[str, Any] = dict(lr=1e-3, lr_in_momentum=False)
+#: What each convention sets (docs/conventions.md): optax ``sgd`` (``trace`` before
+#: ``scale_by_learning_rate``), Keras 3 ``SGD``, the heavy ball of Sutskever et al. 2013.
+SGD_CONVENTIONS: dict[str, dict[str, Any]] = {
+    "torch": _SGD_TORCH,
+    "optax": _SGD_TORCH,
+    "keras": {"lr": 0.01, "lr_in_momentum": True},
+    "paper": {**_SGD_TORCH, "lr_in_momentum": True},
+}
 
 
 class SGD(Optimizer):
@@ -28,9 +39,21 @@ class SGD(Optimizer):
     1983; Sutskever et al. 2013) whose parameters follow the lecture's look-ahead
     points ``theta_hat_k = theta_k + beta (theta_k - theta_{k-1})``.
 
+    With ``lr_in_momentum`` (``convention="keras"`` or ``"paper"``) the buffer holds
+    steps, the velocity ``v`` of Sutskever et al. and Keras (``v <- beta v - lr g``,
+    ``theta <- theta + v``; ``momentum_buffer`` holds ``-v``)::
+
+        b <- lr * g  (first step),  b <- momentum * b + (1 - dampening) * lr * g  (later)
+        theta <- theta - (lr * g + momentum * b)  if nesterov, else  theta <- theta - b
+
+    It takes the same steps as torch's form while ``lr`` is constant; with a schedule,
+    the old steps keep their old ``lr`` (the lecture's heavy ball) instead of being
+    rescaled by the new one.
+
     Args:
         params: arrays or param groups to optimize.
-        lr: learning rate (the lecture's alpha). Default 1e-3.
+        lr: learning rate (the lecture's alpha). Default 1e-3 (keras: 0.01; optax has
+            no default).
         momentum: momentum factor beta. Default 0.
         dampening: dampening of the gradient entering the buffer. Default 0.
         weight_decay: L2 penalty. Default 0.
@@ -43,6 +66,13 @@ class SGD(Optimizer):
         grad_scale, max_grad_norm, skip_nonfinite: loss-scale unscaling, clipping by the
             global gradient norm, and skipping steps with a NaN/inf gradient, all inside
             the step (see :class:`~ferroptim.Optimizer`). Not in torch.
+        convention: ``"torch"`` (default), ``"optax"`` (as torch), ``"keras"`` or
+            ``"paper"``: that framework's defaults and numerics; arguments passed
+            explicitly win. Keras's ``weight_decay`` is decoupled, which SGD does not
+            implement: with ``"keras"`` it must be 0. Not in torch.
+        lr_in_momentum: the buffer accumulates ``lr * g`` (Keras, Sutskever et al.)
+            instead of ``g`` (torch, optax's ``trace``). Default ``False`` (keras, paper:
+            ``True``). Not in torch.
 
     State per parameter: ``momentum_buffer`` (when ``momentum != 0``), and with bfloat16
     state a ``step`` counter, which keys the rounding.
@@ -52,10 +82,13 @@ class SGD(Optimizer):
     counts_steps = False
     _kernel = staticmethod(_core.sgd_step)
 
+    conventions = SGD_CONVENTIONS
+    convention_knobs = ("lr_in_momentum",)
+
     def __init__(
         self,
         params: Any,
-        lr: float = 1e-3,
+        lr: float = DEFAULT,
         momentum: float = 0,
         dampening: float = 0,
         weight_decay: float = 0,
@@ -67,9 +100,14 @@ class SGD(Optimizer):
         grad_scale: float | None = None,
         max_grad_norm: float | None = None,
         skip_nonfinite: bool = False,
+        convention: str = "torch",
+        lr_in_momentum: bool | None = None,
     ) -> None:
+        resolved = resolve(
+            type(self), convention, dict(lr=lr, lr_in_momentum=lr_in_momentum), ("lr_in_momentum",)
+        )
         defaults = dict(
-            lr=lr,
+            lr=resolved.pop("lr"),
             momentum=momentum,
             dampening=dampening,
             weight_decay=weight_decay,
@@ -79,6 +117,7 @@ class SGD(Optimizer):
             seed=seed,
         )
         defaults.update(grad_scale=grad_scale, max_grad_norm=max_grad_norm, skip_nonfinite=skip_nonfinite)
+        defaults.update(resolved)  # convention and lr_in_momentum, when not torch's
         super().__init__(params, defaults)
 
     def _validate_group(self, group: dict[str, Any]) -> None:

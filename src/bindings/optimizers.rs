@@ -11,7 +11,7 @@ use crate::error::Error;
 use crate::kernels::adadelta::{AdadeltaHyper, AdadeltaTensor};
 use crate::kernels::adagrad::{AdagradHyper, AdagradTensor};
 use crate::kernels::adagrad_norm::{AdagradNormHyper, AdagradNormTensor, GradSquares};
-use crate::kernels::adam::{AdamHyper, AdamTensor};
+use crate::kernels::adam::{AdamForm, AdamHyper, AdamTensor};
 use crate::kernels::adamax::{AdamaxHyper, AdamaxTensor};
 use crate::kernels::lion::{LionHyper, LionTensor};
 use crate::kernels::nadam::{NadamHyper, NadamTensor};
@@ -72,6 +72,37 @@ macro_rules! item {
     ($group:expr, $key:literal) => {
         item($group, pyo3::intern!($group.py(), $key))
     };
+}
+
+/// `group[key]`, converted, or `default` when the group has no such key (or `None`): the
+/// settings of other frameworks' conventions, which a torch group (or state dict) lacks.
+fn item_or<'py, T: FromPyObjectOwned<'py>>(
+    group: &Bound<'py, PyDict>,
+    key: &Bound<'py, PyString>,
+    default: T,
+) -> PyResult<T> {
+    match group.get_item(key)? {
+        Some(value) if !value.is_none() => item(group, key),
+        _ => Ok(default),
+    }
+}
+
+/// `item_or(group, key, default)` with `key` interned.
+macro_rules! item_or {
+    ($group:expr, $key:literal, $default:expr) => {
+        item_or($group, pyo3::intern!($group.py(), $key), $default)
+    };
+}
+
+/// The group's `convention` (absent: `"torch"`); an unknown name is a `ValueError`.
+fn convention(group: &Bound<'_, PyDict>) -> PyResult<String> {
+    let name: String = item_or!(group, "convention", "torch".to_owned())?;
+    match name.as_str() {
+        "torch" | "optax" | "keras" | "paper" => Ok(name),
+        _ => Err(PyValueError::new_err(format!(
+            "unknown convention {name:?} (expected 'torch', 'optax', 'keras' or 'paper')"
+        ))),
+    }
 }
 
 /// `group["betas"]` as `(beta1, beta2)`; anything but a pair is a `ValueError`.
@@ -158,6 +189,7 @@ impl Kernel for Sgd {
             weight_decay: item!(g, "weight_decay")?,
             nesterov: item!(g, "nesterov")?,
             maximize: item!(g, "maximize")?,
+            lr_in_momentum: item_or!(g, "lr_in_momentum", false)?,
         };
         Ok(Self { h, first: item!(g, "first")? })
     }
@@ -199,6 +231,7 @@ impl Kernel for Adagrad {
             weight_decay: item!(g, "weight_decay")?,
             eps: item!(g, "eps")?,
             maximize: item!(g, "maximize")?,
+            eps_in_sqrt: item_or!(g, "eps_in_sqrt", false)?,
         };
         Ok(Self { h, step: item!(g, "step")? })
     }
@@ -238,6 +271,7 @@ impl Kernel for Rmsprop {
             centered: item!(g, "centered")?,
             maximize: item!(g, "maximize")?,
             eps_in_sqrt: item!(g, "eps_in_sqrt")?,
+            lr_in_momentum: item_or!(g, "lr_in_momentum", false)?,
         };
         Ok(Self { h })
     }
@@ -314,7 +348,35 @@ impl Kernel for Adam {
             amsgrad: item!(g, "amsgrad")?,
             maximize: item!(g, "maximize")?,
             decoupled_weight_decay: item!(g, "decoupled_weight_decay")?,
+            eps_root: item_or!(g, "eps_root", 0.0)?,
+            form: AdamForm::Folded,
+            amsgrad_max_corrected: false,
         };
+        if h.eps_root.is_nan() || h.eps_root < 0.0 {
+            return Err(PyValueError::new_err(format!("Invalid eps_root value: {}", h.eps_root)));
+        }
+        let eps_hat: bool = item_or!(g, "eps_hat", false)?;
+        let corrected = match item_or!(g, "amsgrad_max", "v".to_owned())?.as_str() {
+            "v" => false,
+            "v_hat" => true,
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "amsgrad_max must be 'v' or 'v_hat', got {other:?}"
+                )))
+            }
+        };
+        if eps_hat && corrected {
+            return Err(PyValueError::new_err(
+                "eps_hat (Keras) takes AMSGrad's maximum of the raw v: amsgrad_max must be 'v'",
+            ));
+        }
+        // optax and Algorithm 1 divide m and v by their corrections elementwise; torch folds them
+        let form = match (eps_hat, convention(g)?.as_str()) {
+            (true, _) => AdamForm::EpsHat,
+            (false, "optax" | "paper") => AdamForm::Explicit,
+            _ => AdamForm::Folded,
+        };
+        let h = AdamHyper { form, amsgrad_max_corrected: corrected, ..h };
         Ok(Self { h, step: item!(g, "step")? })
     }
 
@@ -432,6 +494,7 @@ impl Kernel for Adamax {
             eps: item!(g, "eps")?,
             weight_decay: item!(g, "weight_decay")?,
             maximize: item!(g, "maximize")?,
+            eps_in_max: item_or!(g, "eps_in_max", true)?,
         };
         Ok(Self { h, step: item!(g, "step")? })
     }

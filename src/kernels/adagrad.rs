@@ -8,6 +8,9 @@
 //! sum <- sum + g^2
 //! theta <- theta - lr / (1 + (t - 1) lr_decay) * g / (sqrt(sum) + eps)
 //! ```
+//!
+//! `eps_in_sqrt` puts `eps` under the root, `g / sqrt(sum + eps)`, as Keras's `Adagrad`
+//! and optax's `scale_by_rss` do.
 
 use super::state::{blocks, State};
 use super::{effective_grad, GradScale, Real, ScaleGrad, Update};
@@ -25,6 +28,8 @@ pub struct AdagradHyper {
     pub eps: f64,
     /// Ascend instead of descend.
     pub maximize: bool,
+    /// `g / sqrt(sum + eps)` (Keras, optax) instead of `g / (sqrt(sum) + eps)` (torch).
+    pub eps_in_sqrt: bool,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -33,6 +38,7 @@ struct Scalars<T> {
     weight_decay: T,
     eps: T,
     maximize: bool,
+    eps_in_sqrt: bool,
     grad_scale: GradScale<T>,
 }
 
@@ -61,6 +67,7 @@ impl<'a, T: Real, S: State<T>> AdagradTensor<'a, T, S> {
             weight_decay: T::of(h.weight_decay),
             eps: T::of(h.eps),
             maximize: h.maximize,
+            eps_in_sqrt: h.eps_in_sqrt,
             grad_scale: GradScale::one(),
         };
         Self { s, param, grad, sum }
@@ -83,20 +90,24 @@ impl<T: Real, S: State<T>> Update for AdagradTensor<'_, T, S> {
         let mut scratch = Default::default();
         for r in blocks(param.len(), S::BLOCK) {
             let sum = storage.open(r.clone(), &mut scratch);
-            Self::run(s, &mut param[r.clone()], &grad[r.clone()], sum);
+            if s.eps_in_sqrt {
+                Self::run::<true>(s, &mut param[r.clone()], &grad[r.clone()], sum);
+            } else {
+                Self::run::<false>(s, &mut param[r.clone()], &grad[r.clone()], sum);
+            }
             storage.close(r, &mut scratch);
         }
     }
 }
 
 impl<T: Real, S: State<T>> AdagradTensor<'_, T, S> {
-    /// The update of plain slices of equal length.
+    /// The update of plain slices of equal length; `IN_SQRT` is `eps_in_sqrt`, a loop constant.
     #[inline(always)]
-    fn run(s: Scalars<T>, param: &mut [T], grad: &[T], sum: &mut [T]) {
+    fn run<const IN_SQRT: bool>(s: Scalars<T>, param: &mut [T], grad: &[T], sum: &mut [T]) {
         for ((p, &g), sum) in param.iter_mut().zip(grad).zip(sum) {
             let g = effective_grad(g, *p, s.maximize, s.weight_decay, s.grad_scale);
             *sum = *sum + g * g;
-            let std = sum.sqrt() + s.eps;
+            let std = if IN_SQRT { (*sum + s.eps).sqrt() } else { sum.sqrt() + s.eps };
             *p = *p + s.neg_clr * g / std;
         }
     }
@@ -110,7 +121,14 @@ mod tests {
     /// The lecture's `theta - eta (B_k + eps I)^{-1} g_k`, `B_k = sqrt(sum_{j<=k} g_j^2)`.
     #[test]
     fn matches_lecture_preconditioner() {
-        let h = AdagradHyper { lr: 0.5, lr_decay: 0.0, weight_decay: 0.0, eps: 1e-10, maximize: false };
+        let h = AdagradHyper {
+            lr: 0.5,
+            lr_decay: 0.0,
+            weight_decay: 0.0,
+            eps: 1e-10,
+            maximize: false,
+            eps_in_sqrt: false,
+        };
         let n = 6;
         let mut theta = wave(n, 7);
         let mut sum = vec![0.0; n];
@@ -128,9 +146,42 @@ mod tests {
         }
     }
 
+    /// Keras's `Adagrad`: `sum` starts at 0.1, `theta -= lr g / sqrt(sum + eps)`.
+    #[test]
+    fn eps_in_sqrt_is_keras_form() {
+        let h = AdagradHyper {
+            lr: 0.5,
+            lr_decay: 0.0,
+            weight_decay: 0.0,
+            eps: 1e-3,
+            maximize: false,
+            eps_in_sqrt: true,
+        };
+        let n = 6;
+        let mut theta = wave(n, 7);
+        let mut sum = vec![0.1; n];
+        let (mut reference, mut accumulator) = (theta.clone(), vec![0.1; n]);
+        for k in 1..=20 {
+            let g = wave(n, k);
+            AdagradTensor::new(&h, k as f64, &mut theta, &g, &mut sum).update();
+            for i in 0..n {
+                accumulator[i] += g[i] * g[i];
+                reference[i] -= h.lr * g[i] / (accumulator[i] + h.eps).sqrt();
+            }
+            assert_close(&theta, &reference, 1e-12);
+        }
+    }
+
     #[test]
     fn lr_decay_shrinks_the_step() {
-        let h = AdagradHyper { lr: 1.0, lr_decay: 1.0, weight_decay: 0.0, eps: 0.0, maximize: false };
+        let h = AdagradHyper {
+            lr: 1.0,
+            lr_decay: 1.0,
+            weight_decay: 0.0,
+            eps: 0.0,
+            maximize: false,
+            eps_in_sqrt: false,
+        };
         let (mut p, mut sum) = ([0.0f64], [0.0f64]);
         AdagradTensor::new(&h, 3.0, &mut p, &[2.0], &mut sum).update();
         assert_eq!(p[0], -1.0 / 3.0);

@@ -15,6 +15,22 @@
 //!
 //! The last line is Algorithm 1's `theta - alpha m_hat / (sqrt(v_hat) + eps)` with the
 //! bias corrections folded into scalars, as torch computes it.
+//!
+//! Other frameworks' numerics ([`AdamForm`], [`AdamHyper::eps_root`],
+//! [`AdamHyper::amsgrad_max_corrected`]; see `docs/conventions.md`):
+//!
+//! ```text
+//! explicit (optax scale_by_adam, the paper's Algorithm 1):
+//!     m_hat <- m / (1 - beta1^t);  v_hat <- v / (1 - beta2^t)
+//!     theta <- theta - lr * (m_hat / (sqrt(v_hat + eps_root) + eps))
+//! eps_hat (Keras Adam; Kingma & Ba's epsilon-hat, end of section 2):
+//!     theta <- theta - m * (lr sqrt(1 - beta2^t) / (1 - beta1^t)) / (sqrt(v) + eps)
+//! amsgrad_max_corrected (optax scale_by_amsgrad):
+//!     v_max <- max(v_max, v_hat), used in place of v_hat
+//! ```
+//!
+//! `eps_root` is added to `v_hat` under the square root in every form (as
+//! `eps_root (1 - beta2^t)` to the raw `v` where the correction is folded).
 
 use super::state::{blocks, State};
 use super::{effective_grad, lerp, maximum, GradScale, Real, ScaleGrad, Update};
@@ -38,6 +54,25 @@ pub struct AdamHyper {
     pub maximize: bool,
     /// Decay the weights directly (AdamW) instead of adding `wd * theta` to the gradient.
     pub decoupled_weight_decay: bool,
+    /// Added to the bias-corrected second moment under the square root (optax's `eps_root`).
+    pub eps_root: f64,
+    /// Where the bias corrections and `eps` enter the update.
+    pub form: AdamForm,
+    /// AMSGrad keeps the maximum of the bias-corrected `v_hat` (optax) instead of the raw `v`
+    /// (torch, Keras).
+    pub amsgrad_max_corrected: bool,
+}
+
+/// How Adam's last line is computed: the same mathematics up to where `eps` sits, in the
+/// order of operations of one framework.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdamForm {
+    /// torch: `lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)`.
+    Folded,
+    /// optax and Algorithm 1: `lr * (m_hat / (sqrt(v_hat) + eps))` with elementwise `m_hat`, `v_hat`.
+    Explicit,
+    /// Keras: `eps` is the paper's epsilon-hat, added to `sqrt(v)` before the bias correction.
+    EpsHat,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -50,6 +85,17 @@ struct Scalars<T> {
     bias_correction2_sqrt: T,
     eps: T,
     neg_step_size: T,
+    bias_correction1: T,
+    bias_correction2: T,
+    neg_lr: T,
+    /// Keras's `alpha = lr sqrt(1 - beta2^t) / (1 - beta1^t)`.
+    alpha: T,
+    /// `eps_root`, added to `v_hat`.
+    eps_root: T,
+    /// `eps_root (1 - beta2^t)`, added to the raw `v`.
+    eps_root_raw: T,
+    form: AdamForm,
+    corrected_max: bool,
     decoupled: bool,
     maximize: bool,
     grad_scale: GradScale<T>,
@@ -104,6 +150,14 @@ impl<'a, T: Real, S: State<T>> AdamTensor<'a, T, S> {
             bias_correction2_sqrt: T::of(bias_correction2.powf(0.5)),
             eps: T::of(h.eps),
             neg_step_size: T::of(-(h.lr / bias_correction1)),
+            bias_correction1: T::of(bias_correction1),
+            bias_correction2: T::of(bias_correction2),
+            neg_lr: T::of(-h.lr),
+            alpha: T::of(h.lr * bias_correction2.sqrt() / bias_correction1),
+            eps_root: T::of(h.eps_root),
+            eps_root_raw: T::of(h.eps_root * bias_correction2),
+            form: h.form,
+            corrected_max: h.amsgrad_max_corrected,
             decoupled,
             maximize: h.maximize,
             grad_scale: GradScale::one(),
@@ -133,17 +187,53 @@ impl<T: Real, S: State<T>> AdamTensor<'_, T, S> {
         *v = *v * s.beta2 + s.one_minus_beta2 * g * g;
     }
 
+    /// The parameter update from `m` and the second moment the denominator uses: the raw
+    /// `v` (or its running maximum), or with `CORRECTED` the bias-corrected `v_hat` (or its
+    /// running maximum). `FORM` is an [`AdamForm`] as a number (`FOLDED`, ...), and `ROOT`
+    /// whether `eps_root` is added, so that each combination is its own branch-free loop and
+    /// torch's (`FOLDED`, no root) is exactly the operations it always was.
     #[inline(always)]
-    fn apply(s: &Scalars<T>, p: &mut T, m: T, second_moment: T) {
-        let denom = second_moment.sqrt() / s.bias_correction2_sqrt + s.eps;
-        *p = *p + s.neg_step_size * m / denom;
+    fn apply<const FORM: u8, const CORRECTED: bool, const ROOT: bool>(
+        s: &Scalars<T>,
+        p: &mut T,
+        m: T,
+        second_moment: T,
+    ) {
+        match FORM {
+            FOLDED => {
+                let denom = if CORRECTED {
+                    (second_moment + s.eps_root).sqrt() + s.eps
+                } else if ROOT {
+                    (second_moment + s.eps_root_raw).sqrt() / s.bias_correction2_sqrt + s.eps
+                } else {
+                    second_moment.sqrt() / s.bias_correction2_sqrt + s.eps
+                };
+                *p = *p + s.neg_step_size * m / denom;
+            }
+            EXPLICIT => {
+                // optax: m_hat / (sqrt(v_hat + eps_root) + eps), then scaled by -lr and added
+                let v_hat = if CORRECTED { second_moment } else { second_moment / s.bias_correction2 };
+                let m_hat = m / s.bias_correction1;
+                *p = *p + s.neg_lr * (m_hat / ((v_hat + s.eps_root).sqrt() + s.eps));
+            }
+            _ => {
+                // Keras: variable - m * alpha / (sqrt(v) + epsilon); the max of v_hat is refused
+                let v = if ROOT { second_moment + s.eps_root_raw } else { second_moment };
+                *p = *p - m * s.alpha / (v.sqrt() + s.eps);
+            }
+        }
     }
 }
+
+/// [`AdamForm`] as the const parameter of the loops.
+const FOLDED: u8 = 0;
+const EXPLICIT: u8 = 1;
+const EPS_HAT: u8 = 2;
 
 impl<T: Real, S: State<T>> AdamTensor<'_, T, S> {
     /// The update of plain slices of equal length.
     #[inline(always)]
-    fn run(
+    fn run<const FORM: u8, const CORRECTED: bool, const ROOT: bool>(
         s: &Scalars<T>,
         param: &mut [T],
         grad: &[T],
@@ -156,15 +246,54 @@ impl<T: Real, S: State<T>> AdamTensor<'_, T, S> {
             None => {
                 for ((p, &g), (m, v)) in lanes {
                     Self::moments(s, p, g, m, v);
-                    Self::apply(s, p, *m, *v);
+                    Self::apply::<FORM, false, ROOT>(s, p, *m, *v);
                 }
             }
             Some(max_sq) => {
                 for (((p, &g), (m, v)), vmax) in lanes.zip(max_sq) {
                     Self::moments(s, p, g, m, v);
-                    *vmax = maximum(*vmax, *v);
-                    Self::apply(s, p, *m, *vmax);
+                    let second_moment = if CORRECTED { *v / s.bias_correction2 } else { *v };
+                    *vmax = maximum(*vmax, second_moment);
+                    Self::apply::<FORM, CORRECTED, ROOT>(s, p, *m, *vmax);
                 }
+            }
+        }
+    }
+
+    /// [`Self::run`] for the group's form, max target and `eps_root`, chosen once per block.
+    #[inline(always)]
+    fn dispatch(
+        s: &Scalars<T>,
+        param: &mut [T],
+        grad: &[T],
+        exp_avg: &mut [T],
+        exp_avg_sq: &mut [T],
+        max_exp_avg_sq: Option<&mut [T]>,
+    ) {
+        let root = s.eps_root != T::zero();
+        let corrected = s.corrected_max && max_exp_avg_sq.is_some();
+        match (s.form, corrected, root) {
+            (AdamForm::Folded, false, false) => {
+                Self::run::<FOLDED, false, false>(s, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq)
+            }
+            (AdamForm::Folded, false, true) => {
+                Self::run::<FOLDED, false, true>(s, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq)
+            }
+            (AdamForm::Folded, true, _) => {
+                Self::run::<FOLDED, true, false>(s, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq)
+            }
+            (AdamForm::Explicit, false, _) => {
+                Self::run::<EXPLICIT, false, false>(s, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq)
+            }
+            (AdamForm::Explicit, true, _) => {
+                Self::run::<EXPLICIT, true, false>(s, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq)
+            }
+            // the bindings refuse epsilon-hat with the max of v_hat; the raw max is used
+            (AdamForm::EpsHat, _, false) => {
+                Self::run::<EPS_HAT, false, false>(s, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq)
+            }
+            (AdamForm::EpsHat, _, true) => {
+                Self::run::<EPS_HAT, false, true>(s, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq)
             }
         }
     }
@@ -179,7 +308,7 @@ impl<T: Real, S: State<T>> Update for AdamTensor<'_, T, S> {
             let m = exp_avg.open(r.clone(), &mut m_scratch);
             let v = exp_avg_sq.open(r.clone(), &mut v_scratch);
             let vmax = max_exp_avg_sq.as_mut().map(|x| x.open(r.clone(), &mut vmax_scratch));
-            Self::run(&s, &mut param[r.clone()], &grad[r.clone()], m, v, vmax);
+            Self::dispatch(&s, &mut param[r.clone()], &grad[r.clone()], m, v, vmax);
             exp_avg.close(r.clone(), &mut m_scratch);
             exp_avg_sq.close(r.clone(), &mut v_scratch);
             if let Some(x) = max_exp_avg_sq.as_mut() {
@@ -206,6 +335,9 @@ mod tests {
             amsgrad: false,
             maximize: false,
             decoupled_weight_decay: false,
+            eps_root: 0.0,
+            form: AdamForm::Folded,
+            amsgrad_max_corrected: false,
         };
         let n = 9;
         let mut theta = wave(n, 50);
@@ -226,6 +358,72 @@ mod tests {
         }
     }
 
+    fn hyper(form: AdamForm, eps_root: f64, amsgrad: bool, corrected: bool) -> AdamHyper {
+        AdamHyper {
+            lr: 1e-2,
+            beta1: 0.9,
+            beta2: 0.99,
+            eps: 1e-3,
+            weight_decay: 0.0,
+            amsgrad,
+            maximize: false,
+            decoupled_weight_decay: false,
+            eps_root,
+            form,
+            amsgrad_max_corrected: corrected,
+        }
+    }
+
+    /// Each form against its own transcription: optax's `scale_by_adam` / `scale_by_amsgrad`
+    /// (explicit `m_hat`, `v_hat`, `eps_root`, max of `v_hat`) and Keras's epsilon-hat.
+    #[test]
+    fn other_frameworks_forms() {
+        let n = 7;
+        for (form, eps_root, amsgrad, corrected) in [
+            (AdamForm::Explicit, 0.0, false, false),
+            (AdamForm::Explicit, 1e-4, true, true),
+            (AdamForm::Explicit, 0.0, true, false),
+            (AdamForm::Folded, 1e-4, false, false),
+            (AdamForm::Folded, 1e-4, true, true),
+            (AdamForm::EpsHat, 0.0, true, false),
+            (AdamForm::EpsHat, 1e-4, false, false),
+        ] {
+            let h = hyper(form, eps_root, amsgrad, corrected);
+            let mut theta = wave(n, 5);
+            let (mut m, mut v, mut vmax) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
+            let mut reference = theta.clone();
+            let (mut rm, mut rv, mut rmax) = (vec![0.0; n], vec![0.0; n], vec![0.0f64; n]);
+            for t in 1..=30 {
+                let g = wave(n, t);
+                let vmax_slot = amsgrad.then_some(&mut vmax[..]);
+                AdamTensor::new(&h, t as f64, &mut theta, &g, &mut m, &mut v, vmax_slot).update();
+                let (bc1, bc2) = (1.0 - h.beta1.powi(t as i32), 1.0 - h.beta2.powi(t as i32));
+                for i in 0..n {
+                    rm[i] = h.beta1 * rm[i] + (1.0 - h.beta1) * g[i];
+                    rv[i] = h.beta2 * rv[i] + (1.0 - h.beta2) * g[i] * g[i];
+                    let step = match (form, amsgrad, corrected) {
+                        (AdamForm::EpsHat, _, _) => {
+                            rmax[i] = rmax[i].max(rv[i]);
+                            let second = if amsgrad { rmax[i] } else { rv[i] };
+                            h.lr * bc2.sqrt() / bc1 * rm[i] / ((second + eps_root * bc2).sqrt() + h.eps)
+                        }
+                        (_, true, true) => {
+                            rmax[i] = rmax[i].max(rv[i] / bc2);
+                            h.lr * (rm[i] / bc1) / ((rmax[i] + eps_root).sqrt() + h.eps)
+                        }
+                        _ => {
+                            rmax[i] = rmax[i].max(rv[i]);
+                            let second = if amsgrad { rmax[i] } else { rv[i] };
+                            h.lr * (rm[i] / bc1) / ((second / bc2 + eps_root).sqrt() + h.eps)
+                        }
+                    };
+                    reference[i] -= step;
+                }
+                assert_close(&theta, &reference, 1e-10);
+            }
+        }
+    }
+
     #[test]
     fn amsgrad_never_lets_the_denominator_shrink() {
         let h = AdamHyper {
@@ -237,6 +435,9 @@ mod tests {
             amsgrad: true,
             maximize: false,
             decoupled_weight_decay: false,
+            eps_root: 0.0,
+            form: AdamForm::Folded,
+            amsgrad_max_corrected: false,
         };
         let (mut p, mut m, mut v, mut vmax) = ([0.0f32], [0.0f32], [0.0f32], [0.0f32]);
         AdamTensor::new(&h, 1.0, &mut p, &[4.0], &mut m, &mut v, Some(&mut vmax)).update();

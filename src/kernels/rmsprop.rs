@@ -14,6 +14,10 @@
 //! buf <- momentum buf + g / d;  theta <- theta - lr buf     (momentum > 0)
 //! theta <- theta - lr g / d                                  (otherwise)
 //! ```
+//!
+//! `lr_in_momentum` is Keras's and optax's momentum (optax `rmsprop` traces the
+//! updates after `scale_by_learning_rate`): `buf <- momentum buf + lr g / d`,
+//! `theta <- theta - buf`. The same steps while `lr` is constant.
 
 use super::state::{blocks, State};
 use super::{effective_grad, lerp, GradScale, Real, ScaleGrad, Update};
@@ -37,11 +41,14 @@ pub struct RmspropHyper {
     pub maximize: bool,
     /// The lecture's `(B + eps I)^{-1/2}` instead of torch's `(sqrt(B) + eps)^{-1}`.
     pub eps_in_sqrt: bool,
+    /// The momentum buffer accumulates `lr g / d` (Keras, optax) instead of `g / d` (torch).
+    pub lr_in_momentum: bool,
 }
 
 #[derive(Clone, Copy, Debug)]
 struct Scalars<T> {
     neg_lr: T,
+    lr: T,
     alpha: T,
     one_minus_alpha: T,
     eps: T,
@@ -49,6 +56,7 @@ struct Scalars<T> {
     momentum: T,
     maximize: bool,
     eps_in_sqrt: bool,
+    lr_in_momentum: bool,
     grad_scale: GradScale<T>,
 }
 
@@ -90,6 +98,7 @@ impl<'a, T: Real, S: State<T>> RmspropTensor<'a, T, S> {
     ) -> Self {
         let s = Scalars {
             neg_lr: T::of(-h.lr),
+            lr: T::of(h.lr),
             alpha: T::of(h.alpha),
             one_minus_alpha: T::of(1.0 - h.alpha),
             eps: T::of(h.eps),
@@ -98,6 +107,7 @@ impl<'a, T: Real, S: State<T>> RmspropTensor<'a, T, S> {
             maximize: h.maximize,
             grad_scale: GradScale::one(),
             eps_in_sqrt: h.eps_in_sqrt,
+            lr_in_momentum: h.lr_in_momentum,
         };
         Self { s, param, grad, square_avg, grad_avg, momentum_buffer }
     }
@@ -128,9 +138,10 @@ fn centered_variance<T: Real>(square_avg: T, grad_avg: T) -> T {
 impl<T: Real> Scalars<T> {
     /// One element's step; `grad_avg` and `momentum_buffer` are `Some` in the loops
     /// of the settings that use them, so every loop is branch-free after inlining.
-    /// `IN_SQRT` is `eps_in_sqrt`, a loop constant, so that no select stops vectorization.
+    /// `IN_SQRT` is `eps_in_sqrt` and `LR_IN` is `lr_in_momentum`, loop constants, so that no
+    /// select stops vectorization.
     #[inline(always)]
-    fn apply<const IN_SQRT: bool>(
+    fn apply<const IN_SQRT: bool, const LR_IN: bool>(
         &self,
         p: &mut T,
         g: T,
@@ -150,6 +161,11 @@ impl<T: Real> Scalars<T> {
         };
         let denom = if IN_SQRT { (variance + self.eps).sqrt() } else { variance.sqrt() + self.eps };
         match momentum_buffer {
+            Some(buf) if LR_IN => {
+                // Keras: momentum = momentum * mu + lr * g / sqrt(denominator); variable -= momentum
+                *buf = *buf * self.momentum + self.lr * g / denom;
+                *p = *p - *buf;
+            }
             Some(buf) => {
                 *buf = *buf * self.momentum + g / denom;
                 *p = *p + self.neg_lr * *buf;
@@ -164,22 +180,22 @@ type Slices<'b, T> = (&'b mut [T], &'b [T], &'b mut [T], Option<&'b mut [T]>, Op
 
 impl<T: Real, S: State<T>> RmspropTensor<'_, T, S> {
     #[inline(always)]
-    fn run<const IN_SQRT: bool>(
+    fn run<const IN_SQRT: bool, const LR_IN: bool>(
         s: Scalars<T>,
         (param, grad, square_avg, grad_avg, momentum_buffer): Slices<'_, T>,
     ) {
         let lanes = param.iter_mut().zip(grad).zip(square_avg);
         match (grad_avg, momentum_buffer) {
-            (None, None) => lanes.for_each(|((p, &g), sq)| s.apply::<IN_SQRT>(p, g, sq, None, None)),
-            (Some(avg), None) => {
-                lanes.zip(avg).for_each(|(((p, &g), sq), a)| s.apply::<IN_SQRT>(p, g, sq, Some(a), None))
-            }
-            (None, Some(buf)) => {
-                lanes.zip(buf).for_each(|(((p, &g), sq), b)| s.apply::<IN_SQRT>(p, g, sq, None, Some(b)))
-            }
+            (None, None) => lanes.for_each(|((p, &g), sq)| s.apply::<IN_SQRT, LR_IN>(p, g, sq, None, None)),
+            (Some(avg), None) => lanes
+                .zip(avg)
+                .for_each(|(((p, &g), sq), a)| s.apply::<IN_SQRT, LR_IN>(p, g, sq, Some(a), None)),
+            (None, Some(buf)) => lanes
+                .zip(buf)
+                .for_each(|(((p, &g), sq), b)| s.apply::<IN_SQRT, LR_IN>(p, g, sq, None, Some(b))),
             (Some(avg), Some(buf)) => lanes
                 .zip(avg.iter_mut().zip(buf))
-                .for_each(|(((p, &g), sq), (a, b))| s.apply::<IN_SQRT>(p, g, sq, Some(a), Some(b))),
+                .for_each(|(((p, &g), sq), (a, b))| s.apply::<IN_SQRT, LR_IN>(p, g, sq, Some(a), Some(b))),
         }
     }
 }
@@ -193,11 +209,13 @@ impl<T: Real, S: State<T>> Update for RmspropTensor<'_, T, S> {
             let sq = square_avg.open(r.clone(), &mut sq_scratch);
             let avg = grad_avg.as_mut().map(|x| x.open(r.clone(), &mut avg_scratch));
             let buf = momentum_buffer.as_mut().map(|x| x.open(r.clone(), &mut buf_scratch));
+            let buf_is_some = buf.is_some();
             let slices = (&mut param[r.clone()], &grad[r.clone()], sq, avg, buf);
-            if s.eps_in_sqrt {
-                Self::run::<true>(s, slices)
-            } else {
-                Self::run::<false>(s, slices)
+            match (s.eps_in_sqrt, s.lr_in_momentum && buf_is_some) {
+                (false, false) => Self::run::<false, false>(s, slices),
+                (true, false) => Self::run::<true, false>(s, slices),
+                (false, true) => Self::run::<false, true>(s, slices),
+                (true, true) => Self::run::<true, true>(s, slices),
             }
             square_avg.close(r.clone(), &mut sq_scratch);
             if let Some(x) = grad_avg.as_mut() {
@@ -226,6 +244,7 @@ mod tests {
             centered: false,
             maximize: false,
             eps_in_sqrt,
+            lr_in_momentum: false,
         }
     }
 
@@ -243,6 +262,28 @@ mod tests {
             for i in 0..n {
                 b[i] = h.alpha * b[i] + (1.0 - h.alpha) * g[i] * g[i];
                 reference[i] -= h.lr * g[i] / (b[i] + h.eps).sqrt();
+            }
+            assert_close(&theta, &reference, 1e-12);
+        }
+    }
+
+    /// Keras's RMSprop with momentum (eps inside the root, `lr` inside the buffer), with an
+    /// `lr` that changes every step.
+    #[test]
+    fn lr_in_momentum_is_keras_form() {
+        let n = 5;
+        let mut theta = wave(n, 4);
+        let (mut sq, mut buf) = (vec![0.0; n], vec![0.0; n]);
+        let (mut reference, mut velocity, mut momentum) = (theta.clone(), vec![0.0; n], vec![0.0; n]);
+        for k in 1..=20 {
+            let lr = 1e-2 / k as f64;
+            let h = RmspropHyper { lr, momentum: 0.8, lr_in_momentum: true, ..hyper(true) };
+            let g = wave(n, k);
+            RmspropTensor::new(&h, &mut theta, &g, &mut sq, None, Some(&mut buf)).update();
+            for i in 0..n {
+                velocity[i] = h.alpha * velocity[i] + (1.0 - h.alpha) * g[i] * g[i];
+                momentum[i] = 0.8 * momentum[i] + lr * g[i] / (velocity[i] + h.eps).sqrt();
+                reference[i] -= momentum[i];
             }
             assert_close(&theta, &reference, 1e-12);
         }

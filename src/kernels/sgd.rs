@@ -15,6 +15,18 @@
 //! `theta_{k+1} = theta_k + beta (theta_k - theta_{k-1}) - alpha grad L(theta_k)`,
 //! and with `nesterov` the parameters follow the lecture's look-ahead sequence
 //! `theta_hat_k`. With `momentum = 0` it is plain (minibatch) SGD.
+//!
+//! `lr_in_momentum` is the velocity form of Keras's SGD and of the heavy ball as
+//! Sutskever et al. (2013) write it, where the buffer holds steps, not gradients:
+//!
+//! ```text
+//! b  <- lr * g                                       (first step)
+//! b  <- momentum * b + (1 - dampening) * lr * g      (later steps)
+//! theta <- theta - (lr * g + momentum * b)  if nesterov,  else  theta <- theta - b
+//! ```
+//!
+//! With a constant `lr` both forms take the same steps; they differ once `lr` changes.
+//! Keras stores `-b` (its `m = momentum * m - lr * g`).
 
 use super::state::{blocks, State};
 use super::{effective_grad, GradScale, Real, ScaleGrad, Update};
@@ -34,17 +46,21 @@ pub struct SgdHyper {
     pub nesterov: bool,
     /// Ascend instead of descend.
     pub maximize: bool,
+    /// The buffer accumulates `lr * g` (Keras, Sutskever et al.) instead of `g` (torch).
+    pub lr_in_momentum: bool,
 }
 
 /// Per-step scalars in the element type.
 #[derive(Clone, Copy, Debug)]
 struct Scalars<T> {
     neg_lr: T,
+    lr: T,
     momentum: T,
     one_minus_dampening: T,
     weight_decay: T,
     nesterov: bool,
     maximize: bool,
+    lr_in_momentum: bool,
     grad_scale: GradScale<T>,
 }
 
@@ -84,11 +100,13 @@ impl<'a, T: Real, S: State<T>> SgdTensor<'a, T, S> {
     ) -> Self {
         let s = Scalars {
             neg_lr: T::of(-h.lr),
+            lr: T::of(h.lr),
             momentum: T::of(h.momentum),
             one_minus_dampening: T::of(1.0 - h.dampening),
             weight_decay: T::of(h.weight_decay),
             nesterov: h.nesterov,
             maximize: h.maximize,
+            lr_in_momentum: h.lr_in_momentum,
             grad_scale: GradScale::one(),
         };
         Self { s, first, param, grad, momentum_buffer }
@@ -105,14 +123,31 @@ impl<T: Real, S: State<T>> ScaleGrad<T> for SgdTensor<'_, T, S> {
 chunk!(SgdTensor<S> { copy: s, first; cut: param, grad, momentum_buffer });
 
 impl<T: Real, S: State<T>> SgdTensor<'_, T, S> {
-    /// The update of plain slices of equal length.
+    /// The update of plain slices of equal length; `LR_IN` is `lr_in_momentum`, a loop
+    /// constant, so torch's loop (`false`) is the operations it always was.
     #[inline(always)]
-    fn run(s: Scalars<T>, first: bool, param: &mut [T], grad: &[T], momentum_buffer: Option<&mut [T]>) {
+    fn run<const LR_IN: bool>(
+        s: Scalars<T>,
+        first: bool,
+        param: &mut [T],
+        grad: &[T],
+        momentum_buffer: Option<&mut [T]>,
+    ) {
         match momentum_buffer {
             None => {
                 for (p, &g) in param.iter_mut().zip(grad) {
                     let g = effective_grad(g, *p, s.maximize, s.weight_decay, s.grad_scale);
                     *p = *p + s.neg_lr * g;
+                }
+            }
+            Some(buf) if LR_IN => {
+                // Keras: m = m * momentum - g * lr; variable += m (here b = -m, bit for bit)
+                for ((p, &g), b) in param.iter_mut().zip(grad).zip(buf) {
+                    let g = effective_grad(g, *p, s.maximize, s.weight_decay, s.grad_scale);
+                    let step = g * s.lr;
+                    *b = if first { step } else { *b * s.momentum + s.one_minus_dampening * step };
+                    let d = if s.nesterov { *b * s.momentum + step } else { *b };
+                    *p = *p - d;
                 }
             }
             Some(buf) => {
@@ -125,6 +160,15 @@ impl<T: Real, S: State<T>> SgdTensor<'_, T, S> {
             }
         }
     }
+
+    #[inline(always)]
+    fn dispatch(s: Scalars<T>, first: bool, param: &mut [T], grad: &[T], momentum_buffer: Option<&mut [T]>) {
+        if s.lr_in_momentum {
+            Self::run::<true>(s, first, param, grad, momentum_buffer)
+        } else {
+            Self::run::<false>(s, first, param, grad, momentum_buffer)
+        }
+    }
 }
 
 impl<T: Real, S: State<T>> Update for SgdTensor<'_, T, S> {
@@ -132,12 +176,12 @@ impl<T: Real, S: State<T>> Update for SgdTensor<'_, T, S> {
     fn update(self) {
         let Self { s, first, param, grad, mut momentum_buffer } = self;
         let Some(buf) = momentum_buffer.as_mut() else {
-            return Self::run(s, first, param, grad, None);
+            return Self::dispatch(s, first, param, grad, None);
         };
         let mut scratch = Default::default();
         for r in blocks(param.len(), S::BLOCK) {
             let b = buf.open(r.clone(), &mut scratch);
-            Self::run(s, first, &mut param[r.clone()], &grad[r.clone()], Some(b));
+            Self::dispatch(s, first, &mut param[r.clone()], &grad[r.clone()], Some(b));
             buf.close(r, &mut scratch);
         }
     }
@@ -150,7 +194,15 @@ mod tests {
     use crate::kernels::Chunk;
 
     fn hyper(momentum: f64, nesterov: bool) -> SgdHyper {
-        SgdHyper { lr: 0.1, momentum, dampening: 0.0, weight_decay: 0.0, nesterov, maximize: false }
+        SgdHyper {
+            lr: 0.1,
+            momentum,
+            dampening: 0.0,
+            weight_decay: 0.0,
+            nesterov,
+            maximize: false,
+            lr_in_momentum: false,
+        }
     }
 
     /// Heavy ball: theta_{k+1} = theta_k + beta (theta_k - theta_{k-1}) - alpha g_k.
@@ -166,6 +218,31 @@ mod tests {
             let next: Vec<f64> = (0..7).map(|i| cur[i] + beta * (cur[i] - prev[i]) - alpha * g[i]).collect();
             prev = std::mem::replace(&mut cur, next);
             assert_close(&theta, &cur, 1e-12);
+        }
+    }
+
+    /// Sutskever et al.'s velocity `v <- beta v - alpha g`, `theta <- theta + v`, with an `lr`
+    /// that changes every step (where it differs from torch's form), and Nesterov's
+    /// `theta <- theta + beta v - alpha g` (Keras's SGD).
+    #[test]
+    fn lr_in_momentum_is_the_velocity_form() {
+        let beta = 0.9;
+        for nesterov in [false, true] {
+            let mut theta = wave(7, 99);
+            let mut buf = vec![0.0; 7];
+            let (mut reference, mut velocity) = (theta.clone(), vec![0.0; 7]);
+            for k in 0..20 {
+                let alpha = 0.1 / (1.0 + k as f64);
+                let h = SgdHyper { lr: alpha, lr_in_momentum: true, ..hyper(beta, nesterov) };
+                let g = wave(7, k);
+                SgdTensor::new(&h, k == 0, &mut theta, &g, Some(&mut buf)).update();
+                for i in 0..7 {
+                    velocity[i] = beta * velocity[i] - alpha * g[i];
+                    reference[i] += if nesterov { beta * velocity[i] - alpha * g[i] } else { velocity[i] };
+                }
+                assert_close(&theta, &reference, 1e-12);
+                assert_close(&buf, &velocity.iter().map(|v| -v).collect::<Vec<_>>(), 1e-12);
+            }
         }
     }
 
