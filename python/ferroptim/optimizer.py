@@ -892,11 +892,10 @@ class Optimizer:
         calls: list[dict[str, Any]] = []
         pending: list[tuple[list[Any], list[dict[str, Any]]]] = []
         counted: list[tuple[list[dict[str, Any]], list[float]]] = []
-        items = self.state._items
+        get = self.state._items.get
         for gi, group, tensors in self._with_grads(grads):
             params = tensors["params"]
-            entries = [items.get(id(p)) for p in params]
-            olds = [e[1] if e is not None and e[0] is p else None for e, p in zip(entries, params)]
+            olds = [e[1] if (e := get(id(p))) is not None and e[0] is p else None for p in params]
             call = group.copy()
             call.pop("param_names", None)
             call.update(tensors)  # "params" too
