@@ -122,25 +122,26 @@ impl<T: Real, S: State<T>> ScaleGrad<T> for AdamTensor<'_, T, S> {
 chunk!(AdamTensor<S> { copy: s; cut: param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq });
 
 impl<T: Real, S: State<T>> AdamTensor<'_, T, S> {
-    /// Everything up to the denominator's second moment; returns the gradient seen.
+    /// Everything up to the denominator's second moment; returns the parameter after
+    /// decoupled weight decay. The parameter is passed and returned by value, so that
+    /// it is loaded once and stored once per element (a conditional store to it would
+    /// be vectorized as a masked store, followed by a reload that cannot be forwarded).
     #[inline(always)]
-    fn moments(s: &Scalars<T>, p: &mut T, g: T, m: &mut T, v: &mut T) {
-        if s.decoupled {
-            *p = *p * s.decay_factor;
-        }
-        let g = effective_grad(g, *p, s.maximize, s.l2, s.grad_scale);
+    fn moments(s: &Scalars<T>, p: T, g: T, m: &mut T, v: &mut T) -> T {
+        let p = if s.decoupled { p * s.decay_factor } else { p };
+        let g = effective_grad(g, p, s.maximize, s.l2, s.grad_scale);
         *m = lerp(*m, g, s.one_minus_beta1);
         *v = *v * s.beta2 + s.one_minus_beta2 * g * g;
+        p
     }
 
+    /// The parameter after the step.
     #[inline(always)]
-    fn apply(s: &Scalars<T>, p: &mut T, m: T, second_moment: T) {
+    fn apply(s: &Scalars<T>, p: T, m: T, second_moment: T) -> T {
         let denom = second_moment.sqrt() / s.bias_correction2_sqrt + s.eps;
-        *p = *p + s.neg_step_size * m / denom;
+        p + s.neg_step_size * m / denom
     }
-}
 
-impl<T: Real, S: State<T>> AdamTensor<'_, T, S> {
     /// The update of plain slices of equal length.
     #[inline(always)]
     fn run(
@@ -155,15 +156,15 @@ impl<T: Real, S: State<T>> AdamTensor<'_, T, S> {
         match max_exp_avg_sq {
             None => {
                 for ((p, &g), (m, v)) in lanes {
-                    Self::moments(s, p, g, m, v);
-                    Self::apply(s, p, *m, *v);
+                    let theta = Self::moments(s, *p, g, m, v);
+                    *p = Self::apply(s, theta, *m, *v);
                 }
             }
             Some(max_sq) => {
                 for (((p, &g), (m, v)), vmax) in lanes.zip(max_sq) {
-                    Self::moments(s, p, g, m, v);
+                    let theta = Self::moments(s, *p, g, m, v);
                     *vmax = maximum(*vmax, *v);
-                    Self::apply(s, p, *m, *vmax);
+                    *p = Self::apply(s, theta, *m, *vmax);
                 }
             }
         }
