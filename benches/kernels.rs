@@ -12,7 +12,8 @@
 //! times the element size (the table of issue 3: SGD 12 bytes per float32 element,
 //! momentum and AdaGrad 20, Adam and AdaDelta 28), so criterion prints the
 //! effective memory bandwidth. `stream/axpy` (`y += a x`, 12 bytes) is the
-//! streaming ceiling the optimizers are compared with.
+//! streaming ceiling the optimizers are compared with. `adam_bf16/f32` runs Adam with
+//! bfloat16 state (20 bytes) beside float32 state, both at the CPU's SIMD level.
 //!
 //! `cargo bench` (or `make bench-rust`) runs them all in a few minutes;
 //! `cargo bench -- adam/f32` runs a subset. The pool takes `FERROPTIM_NUM_THREADS`

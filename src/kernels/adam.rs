@@ -16,7 +16,7 @@
 //! The last line is Algorithm 1's `theta - alpha m_hat / (sqrt(v_hat) + eps)` with the
 //! bias corrections folded into scalars, as torch computes it.
 
-use super::state::{blocks, State};
+use super::state::{blocks, GranuleUpdate, State, FUSED};
 use super::{effective_grad, lerp, maximum, GradScale, Real, ScaleGrad, Update};
 
 /// Adam hyperparameters of one param group.
@@ -171,12 +171,42 @@ impl<T: Real, S: State<T>> AdamTensor<'_, T, S> {
     }
 }
 
+/// Adam's update of whole granules, for [`State::fused`].
+struct Granules<'s, T> {
+    s: &'s Scalars<T>,
+    param: &'s mut [T],
+    grad: &'s [T],
+}
+
+impl<T: Real> GranuleUpdate<T, 2> for Granules<'_, T> {
+    #[inline(always)]
+    fn granules(&mut self, at: usize, [m, v]: &mut [[T; FUSED]; 2]) {
+        let r = at..at + FUSED;
+        AdamTensor::<T>::run(self.s, &mut self.param[r.clone()], &self.grad[r], m, v, None);
+    }
+}
+
+impl<T: Real> GranuleUpdate<T, 3> for Granules<'_, T> {
+    #[inline(always)]
+    fn granules(&mut self, at: usize, [m, v, vmax]: &mut [[T; FUSED]; 3]) {
+        let r = at..at + FUSED;
+        AdamTensor::<T>::run(self.s, &mut self.param[r.clone()], &self.grad[r], m, v, Some(vmax));
+    }
+}
+
 impl<T: Real, S: State<T>> Update for AdamTensor<'_, T, S> {
     #[inline(always)]
     fn update(self) {
         let Self { s, param, grad, mut exp_avg, mut exp_avg_sq, mut max_exp_avg_sq } = self;
+        // Storage with a one-pass update (bfloat16) does the leading whole granules so.
+        let mut granules = Granules { s: &s, param: &mut *param, grad };
+        let done = match max_exp_avg_sq.as_mut() {
+            None => S::fused([&mut exp_avg, &mut exp_avg_sq], &mut granules),
+            Some(vmax) => S::fused([&mut exp_avg, &mut exp_avg_sq, vmax], &mut granules),
+        };
         let (mut m_scratch, mut v_scratch, mut vmax_scratch) = Default::default();
-        for r in blocks(param.len(), S::BLOCK) {
+        for r in blocks(param.len() - done, S::BLOCK) {
+            let r = r.start + done..r.end + done;
             let m = exp_avg.open(r.clone(), &mut m_scratch);
             let v = exp_avg_sq.open(r.clone(), &mut v_scratch);
             let vmax = max_exp_avg_sq.as_mut().map(|x| x.open(r.clone(), &mut vmax_scratch));

@@ -6,6 +6,13 @@
 //! block of bfloat16 storage, which [`State::close`] encodes back. So the arithmetic
 //! is the float32 kernel's, operation for operation, whatever the storage.
 //!
+//! A kernel can also hand its loop to [`State::fused`] ([`GranuleUpdate`]; Adam does):
+//! for bfloat16 storage, one pass over steps of [`FUSED`] = 64 elements that decodes the
+//! state into registers, updates it and rounds it back with the generators' draws,
+//! so that the integer work of decoding, drawing and rounding overlaps the update's
+//! divisions instead of following it in separate loops (about 1.8x faster than the
+//! blocks). Both ways round every element with the same bits.
+//!
 //! bfloat16 is the upper half of a float32: decoding is exact, and encoding uses
 //! stochastic rounding (SR), which keeps the stored value unbiased:
 //! `E[SR(x)] = x`. For the float32 bits `u` of `x` and 16 random bits `r`,
@@ -30,7 +37,7 @@
 //! `k`-th `next_u32()` of lane `j`: each draw of the sixteen lanes rounds 32 consecutive
 //! elements, the low halves the first 16 and the high halves the next 16.
 //!
-//! The generators run side by side, sixteen lanes wide ([`Lanes`], a lane-parallel
+//! The generators run side by side, sixteen lanes wide (`Lanes`, a lane-parallel
 //! transcription of rand's xoshiro128++ and of its seeding, checked against rand bit for
 //! bit in the tests), so that a draw is a few vector instructions and feeds the rounding
 //! of 32 elements in registers; rand's one-generator `next_u32` is a serial dependency
@@ -51,6 +58,26 @@ pub trait State<T: Real>: Cut + Send {
     fn open<'s>(&'s mut self, range: Range<usize>, scratch: &'s mut Self::Scratch) -> &'s mut [T];
     /// Stores what [`State::open`] handed out for `range`, after the update.
     fn close(&mut self, range: Range<usize>, scratch: &mut Self::Scratch);
+    /// Updates the leading [`FUSED`]-element steps of the `N` buffers `states` (pieces of
+    /// equal length and offset) in one pass, their values decoded into registers and
+    /// rounded back as soon as `kernel` has updated them. Returns how many elements it did:
+    /// none when the storage has no such pass (`T` storage, whose plain loop is already
+    /// one pass) or when the pieces do not start at a multiple of [`FUSED`].
+    #[inline(always)]
+    fn fused<const N: usize, K: GranuleUpdate<T, N>>(_states: [&mut Self; N], _kernel: &mut K) -> usize {
+        0
+    }
+}
+
+/// Elements per step of [`State::fused`]: two granules, so that the update has four
+/// independent vectors of sixteen in flight to cover the latency of its divisions.
+pub const FUSED: usize = 2 * GRANULE;
+
+/// A kernel's update of [`FUSED`] elements, given the values of its `N` state buffers;
+/// [`State::fused`] calls it.
+pub trait GranuleUpdate<T, const N: usize> {
+    /// Updates elements `at..at + FUSED` of the piece, whose state values are `state`.
+    fn granules(&mut self, at: usize, state: &mut [[T; FUSED]; N]);
 }
 
 impl<T: Real> State<T> for &mut [T] {
@@ -121,7 +148,7 @@ pub fn rounding_key(seed: u64, step: u64, param: u64, slot: u64) -> RoundingKey 
 /// Generators per stream block, run side by side.
 const LANES: usize = 16;
 /// Elements per granule: one draw of every lane, two elements per 32-bit output.
-const GRANULE: usize = 2 * LANES;
+pub const GRANULE: usize = 2 * LANES;
 /// Granules (draws of each generator) per stream block.
 const DRAWS: usize = 64;
 /// Elements per block of the rounding stream, each block with its own generators.
@@ -233,6 +260,49 @@ impl State<f32> for Bf16<'_> {
             *v = bf16_to_f32(b);
         }
         values
+    }
+
+    #[inline(always)]
+    fn fused<const N: usize, K: GranuleUpdate<f32, N>>(mut states: [&mut Self; N], kernel: &mut K) -> usize {
+        const PER_BLOCK: usize = STREAM_BLOCK / GRANULE;
+        let Some((offset, len)) = states.first().map(|s| (s.offset, s.bits.len())) else {
+            return 0;
+        };
+        if offset % FUSED != 0 || states.iter().any(|s| s.offset != offset || s.bits.len() != len) {
+            return 0;
+        }
+        let first = offset / GRANULE;
+        let mut lanes = states.each_ref().map(|s| {
+            let mut lanes = Lanes::seeded(s.key, first / PER_BLOCK);
+            for _ in 0..first % PER_BLOCK {
+                lanes.next();
+            }
+            lanes
+        });
+        let steps = len / FUSED;
+        for (granule, at) in (first..).step_by(FUSED / GRANULE).zip((0..steps * FUSED).step_by(FUSED)) {
+            // Stream blocks hold an even number of granules, so a step never straddles two.
+            if granule % PER_BLOCK == 0 {
+                for (lanes, s) in lanes.iter_mut().zip(&states) {
+                    *lanes = Lanes::seeded(s.key, granule / PER_BLOCK);
+                }
+            }
+            let mut values = states.each_ref().map(|s| {
+                <&[u16; FUSED]>::try_from(&s.bits[at..at + FUSED])
+                    .map_or([0.0; FUSED], |b| b.map(bf16_to_f32))
+            });
+            kernel.granules(at, &mut values);
+            for ((s, lanes), x) in states.iter_mut().zip(&mut lanes).zip(&values) {
+                let bits = s.bits[at..at + FUSED].chunks_exact_mut(GRANULE);
+                for (b, x) in bits.zip(x.chunks_exact(GRANULE)) {
+                    let words = lanes.next();
+                    if let (Ok(b), Ok(x)) = (b.try_into(), x.try_into()) {
+                        round_granule(b, x, &words);
+                    }
+                }
+            }
+        }
+        steps * FUSED
     }
 
     /// Rounds granule by granule, each draw of the generators straight into the
@@ -360,6 +430,77 @@ mod tests {
             }
         }
         bits
+    }
+
+    /// A kernel that stores `values` (by element of the parameter) into both state slots,
+    /// after checking that it sees their decoded old values.
+    struct Store<'v> {
+        offset: usize,
+        values: &'v [f32],
+        old: [&'v [f32]; 2],
+    }
+
+    impl GranuleUpdate<f32, 2> for Store<'_> {
+        fn granules(&mut self, at: usize, state: &mut [[f32; FUSED]; 2]) {
+            let i = self.offset + at;
+            for (slot, old) in state.iter_mut().zip(self.old) {
+                assert_eq!(&slot[..], &old[i..i + FUSED]);
+                slot.copy_from_slice(&self.values[i..i + FUSED]);
+            }
+        }
+    }
+
+    /// Rounds `values` into two slots (keys `(7, 3, 1, 0)` and `(7, 3, 1, 1)`, old values
+    /// `old`) piece by piece as Adam does: the fused pass first, then blocks for the rest.
+    fn round_fused(values: &[f32], old: &[f32], cuts: &[usize]) -> [Vec<u16>; 2] {
+        let old_bits: Vec<u16> = old.iter().map(|x| (x.to_bits() >> 16) as u16).collect();
+        let old = old_bits.iter().map(|&b| bf16_to_f32(b)).collect::<Vec<f32>>();
+        let [mut a, mut b] = [old_bits.clone(), old_bits];
+        let mut rest =
+            [Bf16::new(&mut a, rounding_key(7, 3, 1, 0)), Bf16::new(&mut b, rounding_key(7, 3, 1, 1))];
+        let mut pieces = Vec::new();
+        let mut done = 0;
+        for &cut in cuts.iter().chain([&values.len()]) {
+            let [x, y] = rest;
+            let ((x, x_tail), (y, y_tail)) = (x.cut(cut - done), y.cut(cut - done));
+            pieces.push([x, y]);
+            rest = [x_tail, y_tail];
+            done = cut;
+        }
+        let mut fused_total = 0;
+        for [mut x, mut y] in pieces {
+            let offset = x.offset;
+            let mut kernel = Store { offset, values, old: [&old, &old] };
+            let fused = Bf16::fused([&mut x, &mut y], &mut kernel);
+            assert!(fused == 0 || offset % FUSED == 0);
+            fused_total += fused;
+            for piece in [&mut x, &mut y] {
+                let mut scratch = Bf16Scratch::default();
+                for r in blocks(piece.bits.len() - fused, BF16_BLOCK) {
+                    let r = r.start + fused..r.end + fused;
+                    let block = piece.open(r.clone(), &mut scratch);
+                    block.copy_from_slice(&values[offset + r.start..offset + r.end]);
+                    piece.close(r, &mut scratch);
+                }
+            }
+        }
+        assert!(fused_total >= values.len() / 2, "{fused_total}");
+        [a, b]
+    }
+
+    #[test]
+    fn the_fused_pass_rounds_with_the_same_stream() {
+        let n = 2 * STREAM_BLOCK + 700;
+        let values: Vec<f32> = (0..n).map(|i| 1.0 + (i % 89) as f32 * 2f32.powi(-13)).collect();
+        let old: Vec<f32> = (0..n).map(|i| (i as f32 * 0.1).cos()).collect();
+        let want = |slot| {
+            let stream = documented_stream(rounding_key(7, 3, 1, slot), n);
+            values.iter().zip(stream).map(|(&x, r)| f32_to_bf16_stochastic(x, r)).collect::<Vec<u16>>()
+        };
+        let want = [want(0), want(1)];
+        assert_eq!(round_fused(&values, &old, &[]), want);
+        // pieces at multiples of FUSED take the fused pass; the others, and the tails, do not
+        assert_eq!(round_fused(&values, &old, &[64, 2048, 2090, 3008, 4097]), want);
     }
 
     #[test]
