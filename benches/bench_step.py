@@ -27,7 +27,9 @@ a block of steps each per round, so load drift hits all alike; the median over r
 the time per step is reported. Blocks are long enough (1 ms) for the clock, and rounds
 fill a time budget of 1 s per case (3 rounds at least, for the largest cases; 40 at
 most). The ceiling of a shape is the median over the rounds of all its cases. torch
-runs on as many threads as ferroptim (``torch.set_num_threads(fo.get_num_threads())``).
+runs on as many threads as ferroptim (``torch.set_num_threads(fo.get_num_threads())``),
+with ``OMP_WAIT_POLICY=PASSIVE`` (unless set otherwise): by default its OpenMP threads spin
+for milliseconds after each step and take the cores from the contestant timed next.
 
 Shapes: one tensor of 1e3, 1e5, 1e7 or 3e7 elements; 1000 tensors of 1e3; 200 of 1e4;
 and a ResNet-like list of 161 tensors, 12.5M elements: the parameter tensors of
@@ -68,11 +70,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
+# After each parallel region, torch's OpenMP threads spin for milliseconds (libgomp's
+# default wait policy). With as many threads as cores they take the cores from whoever
+# is timed next, ferroptim's pool and the ceiling included (1x1e7 float32 Adam, one
+# session, interleaved: 0.55-0.60x torch fused with OMP_WAIT_POLICY=ACTIVE, 0.79-0.95x
+# with PASSIVE). Passive waiting keeps the contestants from slowing each other down. It
+# must be set before torch loads libgomp.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import ferroptim as fo
-from ferroptim import _core
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+import ferroptim as fo  # noqa: E402
+from ferroptim import _core  # noqa: E402
 
 TORCH_MODES = ("foreach=False", "foreach=True", "fused=True")
 MODE_FLAGS = {
@@ -757,6 +767,7 @@ def machine() -> dict[str, Any]:
         "logical_cores": os.cpu_count(),
         "ferroptim_threads": fo.get_num_threads(),
         "torch_threads": torch.get_num_threads(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "torch": torch.__version__,
         "numpy": np.__version__,
         "ferroptim": fo.__version__,

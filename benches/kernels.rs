@@ -12,7 +12,8 @@
 //! times the element size (the table of issue 3: SGD 12 bytes per float32 element,
 //! momentum and AdaGrad 20, Adam and AdaDelta 28), so criterion prints the
 //! effective memory bandwidth. `stream/axpy` (`y += a x`, 12 bytes) is the
-//! streaming ceiling the optimizers are compared with.
+//! streaming ceiling the optimizers are compared with. `adam_bf16/f32` runs Adam with
+//! bfloat16 state (20 bytes) beside float32 state, both at the CPU's SIMD level.
 //!
 //! `cargo bench` (or `make bench-rust`) runs them all in a few minutes;
 //! `cargo bench -- adam/f32` runs a subset. The pool takes `FERROPTIM_NUM_THREADS`
@@ -27,9 +28,10 @@ use ferroptim::kernels::adagrad_norm::{AdagradNormHyper, AdagradNormTensor, Grad
 use ferroptim::kernels::adam::{AdamForm, AdamHyper, AdamTensor};
 use ferroptim::kernels::rmsprop::{RmspropHyper, RmspropTensor};
 use ferroptim::kernels::sgd::{SgdHyper, SgdTensor};
+use ferroptim::kernels::state::{rounding_key, Bf16};
 use ferroptim::kernels::stream::AxpyTensor;
 use ferroptim::kernels::{Real, Update};
-use ferroptim::pool;
+use ferroptim::{pool, simd};
 
 /// Tensor sizes, in elements.
 const SIZES: [usize; 3] = [1_000, 100_000, 10_000_000];
@@ -187,6 +189,61 @@ fn adam<T: Real>(c: &mut Criterion) {
     });
 }
 
+/// Adam on float32 parameters with bfloat16 state, beside the same step with float32
+/// state; both `serial` at the CPU's SIMD level (`simd::run`), and on the pool.
+fn adam_bf16(c: &mut Criterion) {
+    let h = AdamHyper {
+        lr: 1e-3,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: 0.0,
+        amsgrad: false,
+        maximize: false,
+        decoupled_weight_decay: false,
+        eps_root: 0.0,
+        form: AdamForm::Folded,
+        amsgrad_max_corrected: false,
+    };
+    let mut group = c.benchmark_group("adam_bf16/f32");
+    for n in SIZES {
+        let mut lanes = Lanes::<f32>::new(n, 2);
+        let mut bits = [vec![0u16; n], vec![0u16; n]];
+        group.sampling_mode(if n >= 1_000_000 { SamplingMode::Flat } else { SamplingMode::Auto });
+        for path in [Path::Serial, Path::Pool] {
+            if matches!(path, Path::Pool) && n < pool::SERIAL_BELOW {
+                continue;
+            }
+            let run = |tensor: AdamTensor<'_, f32, Bf16<'_>>| match path {
+                Path::Serial => simd::run(tensor),
+                Path::Pool => pool::update_all(vec![tensor]),
+            };
+            // read param, grad and two 2-byte moments; write param and the moments
+            group.throughput(Throughput::Bytes((20 * n) as u64));
+            group.bench_with_input(BenchmarkId::new(format!("{}/bf16", path.name()), n), &n, |b, _| {
+                b.iter(|| {
+                    let [m, v] = &mut bits;
+                    let (m, v) =
+                        (Bf16::new(m, rounding_key(0, 1, 0, 0)), Bf16::new(v, rounding_key(0, 1, 0, 1)));
+                    run(AdamTensor::with_state(&h, 10.0, &mut lanes.param, &lanes.grad, m, v, None))
+                })
+            });
+            group.throughput(Throughput::Bytes((28 * n) as u64));
+            group.bench_with_input(BenchmarkId::new(format!("{}/f32", path.name()), n), &n, |b, _| {
+                b.iter(|| {
+                    let [m, v] = lanes.state.as_mut_slice() else { return };
+                    let tensor = AdamTensor::new(&h, 10.0, &mut lanes.param, &lanes.grad, m, v, None);
+                    match path {
+                        Path::Serial => simd::run(tensor),
+                        Path::Pool => pool::update_all(vec![tensor]),
+                    }
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
 fn adagrad_norm<T: Real>(c: &mut Criterion) {
     let h = AdagradNormHyper { lr: 1.0, weight_decay: 0.0, maximize: false };
     let b0_sq = 1e-4;
@@ -229,5 +286,6 @@ fn main() {
     eprintln!("pool: {} threads", pool::num_threads());
     all::<f32>(&mut c);
     all::<f64>(&mut c);
+    adam_bf16(&mut c);
     c.final_summary();
 }

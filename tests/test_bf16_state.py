@@ -1,12 +1,12 @@
 """Optimizer state stored as bfloat16 (``state_dtype="bfloat16"``), written back with
 stochastic rounding.
 
-The reference is independent of the Rust code: a NumPy ChaCha8 (checked against the
-ChaCha20 test vector of RFC 8439, section 2.3.2) draws the rounding bits from the
-documented key ``(seed, step, parameter position, state slot)``; each step decodes the
-state to float32, applies torch's update in NumPy float32 arithmetic (torch's order of
-operations) and rounds the new state with those bits. Parameters and state must match
-bit for bit, on every step.
+The reference is independent of the Rust code: NumPy transcriptions of SplitMix64 and
+xoshiro128++ (checked against the published outputs of their reference C code) draw the
+rounding bits from the documented stream keyed by ``(seed, step, parameter position,
+state slot)``; each step decodes the state to float32, applies torch's update in NumPy
+float32 arithmetic (torch's order of operations) and rounds the new state with those
+bits. Parameters and state must match bit for bit, on every step.
 
 Also: bit-identical results for any thread count, tensor size and SIMD level; the
 float32 ``state_dict`` and an exact resume; round-to-nearest-even on load (against
@@ -31,53 +31,82 @@ from ferroptim.experiments.models import TwoLayerNet
 F32 = np.float32
 
 
-# --- ChaCha8 in NumPy ------------------------------------------------------------------------
-def _rotl(x: np.ndarray, n: int) -> np.ndarray:
+# --- the rounding stream in NumPy --------------------------------------------------------------
+U64 = np.uint64
+PHI = U64(0x9E3779B97F4A7C15)
+
+
+def splitmix(x: np.ndarray) -> np.ndarray:
+    """SplitMix64's output for the states ``x`` (before its increment), elementwise."""
+    with np.errstate(over="ignore"):
+        z = x.astype(U64) + PHI
+        z = (z ^ (z >> U64(30))) * U64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> U64(27))) * U64(0x94D049BB133111EB)
+    return z ^ (z >> U64(31))
+
+
+def _rotl32(x: np.ndarray, n: int) -> np.ndarray:
     return (x << np.uint32(n)) | (x >> np.uint32(32 - n))
 
 
-def chacha_blocks(key: bytes, counters: np.ndarray, words1415: tuple[int, int], rounds: int) -> np.ndarray:
-    """ChaCha blocks (16 little-endian words each) of the 32-byte ``key`` at the 64-bit
-    block ``counters`` (words 12 and 13), with words 14 and 15 given."""
-    n = len(counters)
-    init = np.zeros((16, n), dtype=np.uint32)
-    init[0:4] = np.array([0x61707865, 0x3320646E, 0x79622D32, 0x6B206574], dtype=np.uint32)[:, None]
-    init[4:12] = np.frombuffer(key, dtype="<u4")[:, None]
-    init[12] = (counters & 0xFFFFFFFF).astype(np.uint32)
-    init[13] = (counters >> 32).astype(np.uint32)
-    init[14], init[15] = words1415
-    x = [row.copy() for row in init]
-
-    def quarter(a: int, b: int, c: int, d: int) -> None:
-        x[a] += x[b]
-        x[d] = _rotl(x[d] ^ x[a], 16)
-        x[c] += x[d]
-        x[b] = _rotl(x[b] ^ x[c], 12)
-        x[a] += x[b]
-        x[d] = _rotl(x[d] ^ x[a], 8)
-        x[c] += x[d]
-        x[b] = _rotl(x[b] ^ x[c], 7)
-
-    for _ in range(rounds // 2):
-        quarter(0, 4, 8, 12), quarter(1, 5, 9, 13), quarter(2, 6, 10, 14), quarter(3, 7, 11, 15)
-        quarter(0, 5, 10, 15), quarter(1, 6, 11, 12), quarter(2, 7, 8, 13), quarter(3, 4, 9, 14)
-    return (np.stack(x) + init).T  # (n, 16)
+def xoshiro128pp(state: np.ndarray, draws: int) -> np.ndarray:
+    """``draws`` outputs of the xoshiro128++ generators whose states are the rows of the
+    ``(4, lanes)`` uint32 array ``state`` (advanced in place): shape ``(draws, lanes)``."""
+    s0, s1, s2, s3 = state
+    out = np.empty((draws, state.shape[1]), dtype=np.uint32)
+    with np.errstate(over="ignore"):
+        for k in range(draws):
+            out[k] = _rotl32(s0 + s3, 7) + s0
+            t = s1 << np.uint32(9)
+            s2 ^= s0
+            s3 ^= s1
+            s1 ^= s2
+            s0 ^= s3
+            s2 ^= t
+            s3[:] = _rotl32(s3, 11)
+    return out
 
 
-def test_numpy_chacha_matches_rfc8439():
-    key = bytes(range(32))
-    # block counter 1, nonce 00:00:00:09:00:00:00:4a:00:00:00:00 (words 13, 14, 15)
-    block = chacha_blocks(key, np.array([1 | (0x09000000 << 32)], dtype=np.uint64), (0x4A000000, 0), 20)
-    assert block[0, :4].tolist() == [0xE4E7F110, 0x15593BD1, 0x1FDD0F50, 0xC47120A3]
-    assert block[0, 12:].tolist() == [0xD19C12B5, 0xB94E16DE, 0xE883D0CB, 0x4E3C50A2]
+def seed_from_u64(seeds: np.ndarray) -> np.ndarray:
+    """The xoshiro128++ states rand's ``Xoshiro128PlusPlus::seed_from_u64`` makes of each
+    seed: the low and high halves of two SplitMix64 outputs. Shape ``(4, len(seeds))``."""
+    with np.errstate(over="ignore"):
+        a, b = splitmix(seeds), splitmix(seeds + PHI)
+    mask = U64(0xFFFFFFFF)
+    return np.stack([a & mask, a >> U64(32), b & mask, b >> U64(32)]).astype(np.uint32)
+
+
+def test_numpy_generators_match_the_reference_outputs():
+    # SplitMix64 seeded with 0 (Vigna's splitmix64.c): its first output
+    assert int(splitmix(np.array([0], dtype=U64))[0]) == 0xE220A8397B1DCDAF
+    # xoshiro128++ from the state (1, 2, 3, 4): the reference xoshiro128plusplus.c's outputs
+    state = np.array([[1], [2], [3], [4]], dtype=np.uint32)
+    assert xoshiro128pp(state, 5)[:, 0].tolist() == [641, 1573767, 3222811527, 3517856514, 836907274]
+    # rand's Xoshiro128PlusPlus::seed_from_u64(0), as rand's own tests pin it
+    first = xoshiro128pp(seed_from_u64(np.array([0], dtype=U64)), 4)[:, 0].tolist()
+    assert first == [1179900579, 1938959192, 3089844957, 3657088315]
+
+
+def rounding_key(seed: int, step: int, param: int, slot: int) -> int:
+    """``K = sm(sm(sm(sm(seed) ^ step) ^ param) ^ slot)``."""
+    k = splitmix(np.array([seed], dtype=U64))
+    for word in (step, param, slot):
+        k = splitmix(k ^ U64(word))
+    return int(k[0])
 
 
 def rounding_bits(seed: int, step: int, param: int, slot: int, n: int) -> np.ndarray:
-    """The documented stream: element ``i`` takes bytes ``2i, 2i+1`` of the ChaCha8
-    keystream keyed by the little-endian u64s ``seed, step, param, slot``."""
-    key = np.array([seed, step, param, slot], dtype="<u8").tobytes()
-    blocks = chacha_blocks(key, np.arange((n + 31) // 32, dtype=np.uint64), (0, 0), 8)
-    return np.ascontiguousarray(blocks, dtype="<u4").view("<u2").reshape(-1)[:n]
+    """The documented stream: in blocks of 2048 elements, block ``b`` has the sixteen
+    generators ``Xoshiro128PlusPlus::seed_from_u64(K + 16 b + j)``; element
+    ``2048 b + 32 k + 16 h + j`` takes bits ``16 h .. 16 h + 16`` of draw ``k`` of lane ``j``."""
+    blocks = (n + 2047) // 2048
+    key = U64(rounding_key(seed, step, param, slot))
+    with np.errstate(over="ignore"):
+        seeds = key + np.arange(16 * blocks, dtype=U64)
+    words = xoshiro128pp(seed_from_u64(seeds), 64)  # (draw k, lane 16 b + j)
+    words = words.reshape(64, blocks, 16).transpose(1, 0, 2)  # (b, k, j)
+    halves = np.stack([words & np.uint32(0xFFFF), words >> np.uint32(16)], axis=2)  # (b, k, h, j)
+    return halves.astype(np.uint16).reshape(-1)[:n]
 
 
 # --- bfloat16 reference ------------------------------------------------------------------------

@@ -86,9 +86,17 @@ class Adam(Optimizer):
             ``None`` (the parameter's dtype) or ``"bfloat16"`` (float32 parameters only;
             20 instead of 28 bytes per element and step). bfloat16 state is decoded to
             float32, updated with exactly the float32 arithmetic above, and written back
-            with stochastic rounding; ``opt.state[p]`` then holds its bits as ``np.uint16``
+            with stochastic rounding, ``(u + r) >> 16`` on the float32 bits ``u`` with 16
+            random bits ``r``; ``opt.state[p]`` then holds its bits as ``np.uint16``
             arrays, and ``state_dict()`` gives it as float32. Not in torch.
         seed: seed of the stochastic rounding (bfloat16 state). Default 0. Not in torch.
+            The bits ``r`` depend only on (seed, step ``t``, the parameter's position ``j``
+            in the optimizer, the state slot ``k`` in the order above, the element's index
+            ``i`` in the parameter's memory order), never on threads: with the key
+            ``K = sm(sm(sm(sm(seed) ^ t) ^ j) ^ k)`` (``sm`` SplitMix64's output function),
+            element ``i = 2048 b + 32 d + 16 h + l`` takes bits ``16 h .. 16 h + 16`` of
+            the ``d``-th ``next_u32()`` of rand's ``Xoshiro128PlusPlus::seed_from_u64(K +
+            16 b + l)``.
         grad_scale, max_grad_norm, skip_nonfinite: loss-scale unscaling, clipping by the
             global gradient norm, and skipping steps with a NaN/inf gradient, all inside
             the step (see :class:`~ferroptim.Optimizer`). Not in torch.

@@ -32,7 +32,7 @@
 //! `eps_root` is added to `v_hat` under the square root in every form (as
 //! `eps_root (1 - beta2^t)` to the raw `v` where the correction is folded).
 
-use super::state::{blocks, State};
+use super::state::{blocks, GranuleUpdate, State, FUSED};
 use super::{effective_grad, lerp, maximum, GradScale, Real, ScaleGrad, Update};
 
 /// Adam hyperparameters of one param group.
@@ -175,30 +175,38 @@ impl<T: Real, S: State<T>> ScaleGrad<T> for AdamTensor<'_, T, S> {
 
 chunk!(AdamTensor<S> { copy: s; cut: param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq });
 
+/// [`AdamForm`] as the const parameter of the loops.
+const FOLDED: u8 = 0;
+const EXPLICIT: u8 = 1;
+const EPS_HAT: u8 = 2;
+
 impl<T: Real, S: State<T>> AdamTensor<'_, T, S> {
-    /// Everything up to the denominator's second moment; returns the gradient seen.
+    /// Everything up to the denominator's second moment; returns the parameter after
+    /// decoupled weight decay. The parameter is passed and returned by value, so that
+    /// it is loaded once and stored once per element (a conditional store to it would
+    /// be vectorized as a masked store, followed by a reload that cannot be forwarded).
     #[inline(always)]
-    fn moments(s: &Scalars<T>, p: &mut T, g: T, m: &mut T, v: &mut T) {
-        if s.decoupled {
-            *p = *p * s.decay_factor;
-        }
-        let g = effective_grad(g, *p, s.maximize, s.l2, s.grad_scale);
+    fn moments(s: &Scalars<T>, p: T, g: T, m: &mut T, v: &mut T) -> T {
+        let p = if s.decoupled { p * s.decay_factor } else { p };
+        let g = effective_grad(g, p, s.maximize, s.l2, s.grad_scale);
         *m = lerp(*m, g, s.one_minus_beta1);
         *v = *v * s.beta2 + s.one_minus_beta2 * g * g;
+        p
     }
 
-    /// The parameter update from `m` and the second moment the denominator uses: the raw
-    /// `v` (or its running maximum), or with `CORRECTED` the bias-corrected `v_hat` (or its
-    /// running maximum). `FORM` is an [`AdamForm`] as a number (`FOLDED`, ...), and `ROOT`
-    /// whether `eps_root` is added, so that each combination is its own branch-free loop and
-    /// torch's (`FOLDED`, no root) is exactly the operations it always was.
+    /// The parameter after the step, from `m` and the second moment the denominator
+    /// uses: the raw `v` (or its running maximum), or with `CORRECTED` the bias-corrected
+    /// `v_hat` (or its running maximum). `FORM` is an [`AdamForm`] as a number (`FOLDED`,
+    /// ...), and `ROOT` whether `eps_root` is added, so that each combination is its own
+    /// branch-free loop and torch's (`FOLDED`, no root) is exactly the operations it
+    /// always was.
     #[inline(always)]
     fn apply<const FORM: u8, const CORRECTED: bool, const ROOT: bool>(
         s: &Scalars<T>,
-        p: &mut T,
+        p: T,
         m: T,
         second_moment: T,
-    ) {
+    ) -> T {
         match FORM {
             FOLDED => {
                 let denom = if CORRECTED {
@@ -208,29 +216,22 @@ impl<T: Real, S: State<T>> AdamTensor<'_, T, S> {
                 } else {
                     second_moment.sqrt() / s.bias_correction2_sqrt + s.eps
                 };
-                *p = *p + s.neg_step_size * m / denom;
+                p + s.neg_step_size * m / denom
             }
             EXPLICIT => {
                 // optax: m_hat / (sqrt(v_hat + eps_root) + eps), then scaled by -lr and added
                 let v_hat = if CORRECTED { second_moment } else { second_moment / s.bias_correction2 };
                 let m_hat = m / s.bias_correction1;
-                *p = *p + s.neg_lr * (m_hat / ((v_hat + s.eps_root).sqrt() + s.eps));
+                p + s.neg_lr * (m_hat / ((v_hat + s.eps_root).sqrt() + s.eps))
             }
             _ => {
                 // Keras: variable - m * alpha / (sqrt(v) + epsilon); the max of v_hat is refused
                 let v = if ROOT { second_moment + s.eps_root_raw } else { second_moment };
-                *p = *p - m * s.alpha / (v.sqrt() + s.eps);
+                p - m * s.alpha / (v.sqrt() + s.eps)
             }
         }
     }
-}
 
-/// [`AdamForm`] as the const parameter of the loops.
-const FOLDED: u8 = 0;
-const EXPLICIT: u8 = 1;
-const EPS_HAT: u8 = 2;
-
-impl<T: Real, S: State<T>> AdamTensor<'_, T, S> {
     /// The update of plain slices of equal length.
     #[inline(always)]
     fn run<const FORM: u8, const CORRECTED: bool, const ROOT: bool>(
@@ -245,16 +246,16 @@ impl<T: Real, S: State<T>> AdamTensor<'_, T, S> {
         match max_exp_avg_sq {
             None => {
                 for ((p, &g), (m, v)) in lanes {
-                    Self::moments(s, p, g, m, v);
-                    Self::apply::<FORM, false, ROOT>(s, p, *m, *v);
+                    let theta = Self::moments(s, *p, g, m, v);
+                    *p = Self::apply::<FORM, false, ROOT>(s, theta, *m, *v);
                 }
             }
             Some(max_sq) => {
                 for (((p, &g), (m, v)), vmax) in lanes.zip(max_sq) {
-                    Self::moments(s, p, g, m, v);
+                    let theta = Self::moments(s, *p, g, m, v);
                     let second_moment = if CORRECTED { *v / s.bias_correction2 } else { *v };
                     *vmax = maximum(*vmax, second_moment);
-                    Self::apply::<FORM, CORRECTED, ROOT>(s, p, *m, *vmax);
+                    *p = Self::apply::<FORM, CORRECTED, ROOT>(s, theta, *m, *vmax);
                 }
             }
         }
@@ -299,12 +300,42 @@ impl<T: Real, S: State<T>> AdamTensor<'_, T, S> {
     }
 }
 
+/// Adam's update of whole granules, for [`State::fused`].
+struct Granules<'s, T> {
+    s: &'s Scalars<T>,
+    param: &'s mut [T],
+    grad: &'s [T],
+}
+
+impl<T: Real> GranuleUpdate<T, 2> for Granules<'_, T> {
+    #[inline(always)]
+    fn granules(&mut self, at: usize, [m, v]: &mut [[T; FUSED]; 2]) {
+        let r = at..at + FUSED;
+        AdamTensor::<T>::dispatch(self.s, &mut self.param[r.clone()], &self.grad[r], m, v, None);
+    }
+}
+
+impl<T: Real> GranuleUpdate<T, 3> for Granules<'_, T> {
+    #[inline(always)]
+    fn granules(&mut self, at: usize, [m, v, vmax]: &mut [[T; FUSED]; 3]) {
+        let r = at..at + FUSED;
+        AdamTensor::<T>::dispatch(self.s, &mut self.param[r.clone()], &self.grad[r], m, v, Some(vmax));
+    }
+}
+
 impl<T: Real, S: State<T>> Update for AdamTensor<'_, T, S> {
     #[inline(always)]
     fn update(self) {
         let Self { s, param, grad, mut exp_avg, mut exp_avg_sq, mut max_exp_avg_sq } = self;
+        // Storage with a one-pass update (bfloat16) does the leading whole granules so.
+        let mut granules = Granules { s: &s, param: &mut *param, grad };
+        let done = match max_exp_avg_sq.as_mut() {
+            None => S::fused([&mut exp_avg, &mut exp_avg_sq], &mut granules),
+            Some(vmax) => S::fused([&mut exp_avg, &mut exp_avg_sq, vmax], &mut granules),
+        };
         let (mut m_scratch, mut v_scratch, mut vmax_scratch) = Default::default();
-        for r in blocks(param.len(), S::BLOCK) {
+        for r in blocks(param.len() - done, S::BLOCK) {
+            let r = r.start + done..r.end + done;
             let m = exp_avg.open(r.clone(), &mut m_scratch);
             let v = exp_avg_sq.open(r.clone(), &mut v_scratch);
             let vmax = max_exp_avg_sq.as_mut().map(|x| x.open(r.clone(), &mut vmax_scratch));
