@@ -28,8 +28,9 @@ the time per step is reported. Blocks are long enough (1 ms) for the clock, and 
 fill a time budget of 1 s per case (3 rounds at least, for the largest cases; 40 at
 most). The ceiling of a shape is the median over the rounds of all its cases. torch
 runs on as many threads as ferroptim (``torch.set_num_threads(fo.get_num_threads())``),
-with ``OMP_WAIT_POLICY=PASSIVE`` (unless set otherwise): by default its OpenMP threads spin
-for milliseconds after each step and take the cores from the contestant timed next.
+with its default OpenMP wait policy; since the threads of both pools spin for a while
+after a step and would take the cores from the contestant timed next, the race pauses
+5 ms (untimed) after every block.
 
 Shapes: one tensor of 1e3, 1e5, 1e7 or 3e7 elements; 1000 tensors of 1e3; 200 of 1e4;
 and a ResNet-like list of 161 tensors, 12.5M elements: the parameter tensors of
@@ -70,16 +71,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-# After each parallel region, torch's OpenMP threads spin for milliseconds (libgomp's
-# default wait policy). With as many threads as cores they take the cores from whoever
-# is timed next, ferroptim's pool and the ceiling included (1x1e7 float32 Adam, one
-# session, interleaved: 0.55-0.60x torch fused with OMP_WAIT_POLICY=ACTIVE, 0.79-0.95x
-# with PASSIVE). Passive waiting keeps the contestants from slowing each other down. It
-# must be set before torch loads libgomp.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import numpy as np
+import torch
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+# After each parallel region, torch's OpenMP threads spin for a while (libgomp's default
+# wait policy). With as many threads as cores they take the cores from whoever is timed
+# next, ferroptim's pool and the ceiling included (1x1e7 float32 Adam, one session,
+# interleaved: 0.55-0.60x torch fused with OMP_WAIT_POLICY=ACTIVE, 0.79-0.95x with
+# PASSIVE). PASSIVE, though, makes torch pay a thread wake-up per parallel region, which
+# slows its per-tensor loops (1000x1e3), and rayon's idle workers spin briefly too. So
+# torch keeps its default policy, and after every timed block the race pauses (untimed)
+# until every pool's threads have gone idle: each block starts on quiet cores.
+SETTLE_S = 0.005
 
 import ferroptim as fo  # noqa: E402
 from ferroptim import _core  # noqa: E402
@@ -470,8 +473,11 @@ class Contestant:
     samples: list[float] = field(default_factory=list)
 
     def block(self) -> float:
-        """Runs one timed block; returns the time per step."""
+        """Runs one timed block; returns the time per step. A block of several (short)
+        steps starts with one untimed step, which warms the caches after the pause."""
         step, inner = self.step, self.inner
+        if inner > 1:
+            step()
         start = time.perf_counter()
         for _ in range(inner):
             step()
@@ -516,6 +522,7 @@ def race(contestants: list[Contestant], settings: Settings) -> None:
             shift = r % len(contestants)  # who goes first rotates, too
             for c in contestants[shift:] + contestants[:shift]:
                 c.block()
+                time.sleep(SETTLE_S)  # untimed: the threads of the pools stop spinning
     finally:
         gc.enable()
 
