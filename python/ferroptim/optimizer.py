@@ -877,8 +877,8 @@ class Optimizer:
 
         The usual step, where every parameter already has its state, hands the live state
         dicts to the kernel and afterwards counts their ``step`` up. Any other group (a
-        parameter without state, a ``step`` or setting to check and word, bfloat16 state)
-        takes the general path: private copies of the states, created or completed as the
+        parameter without state, a ``step`` or setting to check and word, NAdam's
+        ``mu_product``) takes the general path: private copies of the states, created or completed as the
         settings need, committed only after the kernel succeeded. The kernel checks every
         array before it writes any, so a failed step changes nothing either way; when it
         finds a state array missing from a live state, the step is redone on the general
