@@ -12,7 +12,7 @@
 //! `eps_in_sqrt` puts `eps` under the root, `g / sqrt(sum + eps)`, as Keras's `Adagrad`
 //! and optax's `scale_by_rss` do.
 
-use super::state::{blocks, State};
+use super::state::{blocks, GranuleUpdate, State, FUSED};
 use super::{effective_grad, GradScale, Real, ScaleGrad, Update};
 
 /// AdaGrad hyperparameters of one param group.
@@ -83,24 +83,48 @@ impl<T: Real, S: State<T>> ScaleGrad<T> for AdagradTensor<'_, T, S> {
 
 chunk!(AdagradTensor<S> { copy: s; cut: param, grad, sum });
 
+/// AdaGrad's update of whole granules, for [`State::fused`].
+struct Granules<'s, T> {
+    s: Scalars<T>,
+    param: &'s mut [T],
+    grad: &'s [T],
+}
+
+impl<T: Real> GranuleUpdate<T, 1> for Granules<'_, T> {
+    #[inline(always)]
+    fn granules(&mut self, at: usize, [sum]: &mut [[T; FUSED]; 1]) {
+        let r = at..at + FUSED;
+        AdagradTensor::<T>::dispatch(self.s, &mut self.param[r.clone()], &self.grad[r], sum);
+    }
+}
+
 impl<T: Real, S: State<T>> Update for AdagradTensor<'_, T, S> {
     #[inline(always)]
     fn update(self) {
         let Self { s, param, grad, sum: mut storage } = self;
+        // Storage with a one-pass update (bfloat16) does the leading whole granules so.
+        let done = S::fused([&mut storage], &mut Granules { s, param: &mut *param, grad });
         let mut scratch = Default::default();
-        for r in blocks(param.len(), S::BLOCK) {
+        for r in blocks(param.len() - done, S::BLOCK) {
+            let r = r.start + done..r.end + done;
             let sum = storage.open(r.clone(), &mut scratch);
-            if s.eps_in_sqrt {
-                Self::run::<true>(s, &mut param[r.clone()], &grad[r.clone()], sum);
-            } else {
-                Self::run::<false>(s, &mut param[r.clone()], &grad[r.clone()], sum);
-            }
+            Self::dispatch(s, &mut param[r.clone()], &grad[r.clone()], sum);
             storage.close(r, &mut scratch);
         }
     }
 }
 
 impl<T: Real, S: State<T>> AdagradTensor<'_, T, S> {
+    /// [`Self::run`] for the group's `eps_in_sqrt`.
+    #[inline(always)]
+    fn dispatch(s: Scalars<T>, param: &mut [T], grad: &[T], sum: &mut [T]) {
+        if s.eps_in_sqrt {
+            Self::run::<true>(s, param, grad, sum);
+        } else {
+            Self::run::<false>(s, param, grad, sum);
+        }
+    }
+
     /// The update of plain slices of equal length; `IN_SQRT` is `eps_in_sqrt`, a loop constant.
     #[inline(always)]
     fn run<const IN_SQRT: bool>(s: Scalars<T>, param: &mut [T], grad: &[T], sum: &mut [T]) {

@@ -28,7 +28,7 @@
 //! With a constant `lr` both forms take the same steps; they differ once `lr` changes.
 //! Keras stores `-b` (its `m = momentum * m - lr * g`).
 
-use super::state::{blocks, State};
+use super::state::{blocks, GranuleUpdate, State, FUSED};
 use super::{effective_grad, GradScale, Real, ScaleGrad, Update};
 
 /// SGD hyperparameters of one param group.
@@ -171,6 +171,22 @@ impl<T: Real, S: State<T>> SgdTensor<'_, T, S> {
     }
 }
 
+/// SGD's update of whole granules, for [`State::fused`].
+struct Granules<'s, T> {
+    s: Scalars<T>,
+    first: bool,
+    param: &'s mut [T],
+    grad: &'s [T],
+}
+
+impl<T: Real> GranuleUpdate<T, 1> for Granules<'_, T> {
+    #[inline(always)]
+    fn granules(&mut self, at: usize, [buf]: &mut [[T; FUSED]; 1]) {
+        let r = at..at + FUSED;
+        SgdTensor::<T>::dispatch(self.s, self.first, &mut self.param[r.clone()], &self.grad[r], Some(buf));
+    }
+}
+
 impl<T: Real, S: State<T>> Update for SgdTensor<'_, T, S> {
     #[inline(always)]
     fn update(self) {
@@ -178,8 +194,11 @@ impl<T: Real, S: State<T>> Update for SgdTensor<'_, T, S> {
         let Some(buf) = momentum_buffer.as_mut() else {
             return Self::dispatch(s, first, param, grad, None);
         };
+        // Storage with a one-pass update (bfloat16) does the leading whole granules so.
+        let done = S::fused([&mut *buf], &mut Granules { s, first, param: &mut *param, grad });
         let mut scratch = Default::default();
-        for r in blocks(param.len(), S::BLOCK) {
+        for r in blocks(param.len() - done, S::BLOCK) {
+            let r = r.start + done..r.end + done;
             let b = buf.open(r.clone(), &mut scratch);
             Self::dispatch(s, first, &mut param[r.clone()], &grad[r.clone()], Some(b));
             buf.close(r, &mut scratch);
