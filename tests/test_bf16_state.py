@@ -197,6 +197,9 @@ CASES: list[tuple[str, Reference, dict[str, Any]]] = [
         rmsprop_ref,
         dict(lr=0.01, alpha=0.99, eps=1e-6, centered=True, momentum=0.9, weight_decay=0.1),
     ),
+    # one optional buffer: the fused pass must tell grad_avg from momentum_buffer
+    ("RMSprop", rmsprop_ref, dict(lr=0.01, alpha=0.9, eps=1e-8, centered=True)),
+    ("RMSprop", rmsprop_ref, dict(lr=0.01, alpha=0.9, eps=1e-8, momentum=0.8)),
 ]
 IDS = [f"{name}-{i}" for i, (name, _, _) in enumerate(CASES)]
 SLOTS = {

@@ -19,7 +19,7 @@
 //! updates after `scale_by_learning_rate`): `buf <- momentum buf + lr g / d`,
 //! `theta <- theta - buf`. The same steps while `lr` is constant.
 
-use super::state::{blocks, State};
+use super::state::{blocks, GranuleUpdate, State, FUSED};
 use super::{effective_grad, lerp, GradScale, Real, ScaleGrad, Update};
 
 /// RMSprop hyperparameters of one param group.
@@ -200,23 +200,75 @@ impl<T: Real, S: State<T>> RmspropTensor<'_, T, S> {
     }
 }
 
+/// RMSprop's update of whole granules, for [`State::fused`]: the buffers are
+/// `square_avg`, then `grad_avg` (centered) and `momentum_buffer` where present.
+struct Granules<'s, T> {
+    s: Scalars<T>,
+    param: &'s mut [T],
+    grad: &'s [T],
+    centered: bool,
+}
+
+impl<T: Real> GranuleUpdate<T, 1> for Granules<'_, T> {
+    #[inline(always)]
+    fn granules(&mut self, at: usize, [sq]: &mut [[T; FUSED]; 1]) {
+        let r = at..at + FUSED;
+        RmspropTensor::<T>::dispatch(self.s, (&mut self.param[r.clone()], &self.grad[r], sq, None, None));
+    }
+}
+
+impl<T: Real> GranuleUpdate<T, 2> for Granules<'_, T> {
+    #[inline(always)]
+    fn granules(&mut self, at: usize, [sq, other]: &mut [[T; FUSED]; 2]) {
+        let r = at..at + FUSED;
+        let (avg, buf) =
+            if self.centered { (Some(&mut other[..]), None) } else { (None, Some(&mut other[..])) };
+        RmspropTensor::<T>::dispatch(self.s, (&mut self.param[r.clone()], &self.grad[r], sq, avg, buf));
+    }
+}
+
+impl<T: Real> GranuleUpdate<T, 3> for Granules<'_, T> {
+    #[inline(always)]
+    fn granules(&mut self, at: usize, [sq, avg, buf]: &mut [[T; FUSED]; 3]) {
+        let r = at..at + FUSED;
+        let slices =
+            (&mut self.param[r.clone()], &self.grad[r], &mut sq[..], Some(&mut avg[..]), Some(&mut buf[..]));
+        RmspropTensor::<T>::dispatch(self.s, slices);
+    }
+}
+
+impl<T: Real, S: State<T>> RmspropTensor<'_, T, S> {
+    /// [`Self::run`] for the group's `eps_in_sqrt` and `lr_in_momentum`.
+    #[inline(always)]
+    fn dispatch(s: Scalars<T>, slices: Slices<'_, T>) {
+        match (s.eps_in_sqrt, s.lr_in_momentum && slices.4.is_some()) {
+            (false, false) => Self::run::<false, false>(s, slices),
+            (true, false) => Self::run::<true, false>(s, slices),
+            (false, true) => Self::run::<false, true>(s, slices),
+            (true, true) => Self::run::<true, true>(s, slices),
+        }
+    }
+}
+
 impl<T: Real, S: State<T>> Update for RmspropTensor<'_, T, S> {
     #[inline(always)]
     fn update(self) {
         let Self { s, param, grad, mut square_avg, mut grad_avg, mut momentum_buffer } = self;
+        // Storage with a one-pass update (bfloat16) does the leading whole granules so.
+        let mut granules = Granules { s, param: &mut *param, grad, centered: grad_avg.is_some() };
+        let done = match (grad_avg.as_mut(), momentum_buffer.as_mut()) {
+            (None, None) => S::fused([&mut square_avg], &mut granules),
+            (Some(avg), None) => S::fused([&mut square_avg, avg], &mut granules),
+            (None, Some(buf)) => S::fused([&mut square_avg, buf], &mut granules),
+            (Some(avg), Some(buf)) => S::fused([&mut square_avg, avg, buf], &mut granules),
+        };
         let (mut sq_scratch, mut avg_scratch, mut buf_scratch) = Default::default();
-        for r in blocks(param.len(), S::BLOCK) {
+        for r in blocks(param.len() - done, S::BLOCK) {
+            let r = r.start + done..r.end + done;
             let sq = square_avg.open(r.clone(), &mut sq_scratch);
             let avg = grad_avg.as_mut().map(|x| x.open(r.clone(), &mut avg_scratch));
             let buf = momentum_buffer.as_mut().map(|x| x.open(r.clone(), &mut buf_scratch));
-            let buf_is_some = buf.is_some();
-            let slices = (&mut param[r.clone()], &grad[r.clone()], sq, avg, buf);
-            match (s.eps_in_sqrt, s.lr_in_momentum && buf_is_some) {
-                (false, false) => Self::run::<false, false>(s, slices),
-                (true, false) => Self::run::<true, false>(s, slices),
-                (false, true) => Self::run::<false, true>(s, slices),
-                (true, true) => Self::run::<true, true>(s, slices),
-            }
+            Self::dispatch(s, (&mut param[r.clone()], &grad[r.clone()], sq, avg, buf));
             square_avg.close(r.clone(), &mut sq_scratch);
             if let Some(x) = grad_avg.as_mut() {
                 x.close(r.clone(), &mut avg_scratch);
