@@ -168,20 +168,23 @@ fn adadelta<T: Real>(c: &mut Criterion) {
     });
 }
 
+/// torch.optim.Adam's defaults.
+const TORCH_ADAM: AdamHyper = AdamHyper {
+    lr: 1e-3,
+    beta1: 0.9,
+    beta2: 0.999,
+    eps: 1e-8,
+    weight_decay: 0.0,
+    amsgrad: false,
+    maximize: false,
+    decoupled_weight_decay: false,
+    eps_root: 0.0,
+    form: AdamForm::Folded,
+    amsgrad_max_corrected: false,
+};
+
 fn adam<T: Real>(c: &mut Criterion) {
-    let h = AdamHyper {
-        lr: 1e-3,
-        beta1: 0.9,
-        beta2: 0.999,
-        eps: 1e-8,
-        weight_decay: 0.0,
-        amsgrad: false,
-        maximize: false,
-        decoupled_weight_decay: false,
-        eps_root: 0.0,
-        form: AdamForm::Folded,
-        amsgrad_max_corrected: false,
-    };
+    let h = TORCH_ADAM;
     // read param, grad, exp_avg, exp_avg_sq; write param, exp_avg, exp_avg_sq
     bench::<T>(c, "adam", 2, 7, |l, path| {
         let [exp_avg, exp_avg_sq] = l.state.as_mut_slice() else { return };
@@ -192,19 +195,7 @@ fn adam<T: Real>(c: &mut Criterion) {
 /// Adam on float32 parameters with bfloat16 state, beside the same step with float32
 /// state; both `serial` at the CPU's SIMD level (`simd::run`), and on the pool.
 fn adam_bf16(c: &mut Criterion) {
-    let h = AdamHyper {
-        lr: 1e-3,
-        beta1: 0.9,
-        beta2: 0.999,
-        eps: 1e-8,
-        weight_decay: 0.0,
-        amsgrad: false,
-        maximize: false,
-        decoupled_weight_decay: false,
-        eps_root: 0.0,
-        form: AdamForm::Folded,
-        amsgrad_max_corrected: false,
-    };
+    let h = TORCH_ADAM;
     let mut group = c.benchmark_group("adam_bf16/f32");
     for n in SIZES {
         let mut lanes = Lanes::<f32>::new(n, 2);
