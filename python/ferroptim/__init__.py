@@ -9,7 +9,7 @@
 import os as _os
 import warnings as _warnings
 
-from . import lr_scheduler
+from . import distributed, lr_scheduler
 from ._core import MinibatchSampler, get_num_threads, get_simd_level, set_num_threads, set_simd_level
 from .adadelta import Adadelta
 from .adagrad import Adagrad
@@ -45,6 +45,7 @@ __all__ = [
     "RAdam",
     "RMSprop",
     "clip_grad_norm_",
+    "distributed",
     "clip_grad_value_",
     "clip_grads_with_norm_",
     "flatten_parameters",

@@ -105,7 +105,8 @@ def _per_group(name: str, optimizer: Optimizer, value: Any) -> list[Any]:
 
 
 def _check_optimizer(optimizer: Any) -> None:
-    if not isinstance(optimizer, Optimizer):
+    # the wrappers of ferroptim.distributed, which show the full param_groups, count too
+    if not isinstance(optimizer, Optimizer) and not getattr(type(optimizer), "_ferroptim_wrapper", False):
         raise TypeError(f"{type(optimizer).__name__} is not a ferroptim Optimizer")
 
 
