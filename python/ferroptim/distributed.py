@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from ._validate import BF16, GRAD_DEFAULTS
+from ._validate import GRAD_DEFAULTS
 from .adagrad_norm import AdagradNorm
 from .adam import Adam
 from .flat import _buffered
@@ -390,30 +390,21 @@ def _group_fingerprint(group: Mapping[str, Any]) -> int:
     return zlib.crc32(repr(items).encode())
 
 
-class _Gradients:
-    """One step's gradients, as the ranks will exchange them: per dtype, the parameters and
-    gradients (``None`` where this rank has none) of every parameter that has a gradient
-    on some rank."""
-
-    def __init__(self, params: list[np.ndarray], grads: list[Any], sites: list[str]) -> None:
-        self.params, self.grads, self.sites = params, grads, sites
-
-    @staticmethod
-    def local_check(params: list[np.ndarray], grads: list[Any], sites: list[str]) -> list[Any]:
-        """Checks each gradient against its parameter; returns them (NumPy scalars as 0-d)."""
-        out = []
-        for p, g, site in zip(params, grads, sites):
-            if isinstance(g, np.generic):
-                g = np.asarray(g)
-            if g is not None:
-                if not isinstance(g, np.ndarray):
-                    raise TypeError(f"the gradient of {site} is a {type(g).__name__}, not a numpy.ndarray")
-                if g.dtype != p.dtype:
-                    raise TypeError(f"the gradient of {site} has dtype {g.dtype}, the parameter {p.dtype}")
-                if g.shape != p.shape:
-                    raise ValueError(f"the gradient of {site} has shape {g.shape}, the parameter {p.shape}")
-            out.append(g)
-        return out
+def _checked(params: list[np.ndarray], grads: list[Any], groups: Sequence[Mapping[str, Any]]) -> list[Any]:
+    """Checks each gradient against its parameter; returns them (NumPy scalars as 0-d)."""
+    out = []
+    for i, (p, g) in enumerate(zip(params, grads)):
+        if isinstance(g, np.generic):
+            g = np.asarray(g)
+        if g is not None and not (isinstance(g, np.ndarray) and g.dtype == p.dtype and g.shape == p.shape):
+            site = _sites(groups)[i]
+            if not isinstance(g, np.ndarray):
+                raise TypeError(f"the gradient of {site} is a {type(g).__name__}, not a numpy.ndarray")
+            if g.dtype != p.dtype:
+                raise TypeError(f"the gradient of {site} has dtype {g.dtype}, the parameter {p.dtype}")
+            raise ValueError(f"the gradient of {site} has shape {g.shape}, the parameter {p.shape}")
+        out.append(g)
+    return out
 
 
 def _layout(groups: Sequence[Mapping[str, Any]]) -> tuple[int, ...]:
@@ -463,7 +454,7 @@ def _exchange_plan(
     layout: Any = None
     try:
         params, given = _collect(groups, grads)
-        checked = _Gradients.local_check(params, given, _sites(groups))
+        checked = _checked(params, given, groups)
         mask = np.packbits([g is not None for g in checked]).tobytes()
         layout = _layout(groups)
     except (TypeError, ValueError) as err:
@@ -975,47 +966,44 @@ class ZeroRedundancyOptimizer:
         full = self._full
         full.load_state_dict(state_dict)  # checks everything, and takes the hyperparameters
         try:
-            slots = set(self.optimizer_class.state_slots)
-            local_state: dict[int, dict[str, Any]] = {}
-            key = 0
-            for gi, buckets in enumerate(self._buckets):
-                params = self.param_groups[gi]["params"]
-                for b in buckets:
-                    entries = [full.state.get(params[i]) for i in b.index]
-                    if all(not e for e in entries):
-                        key += 1
-                        continue
-                    if any(not e for e in entries):
-                        raise ValueError(
-                            f"param_groups[{gi}]: some {b.dtype} parameters have state and others "
-                            "none; a ZeroRedundancyOptimizer steps them together"
-                        )
-                    scalars = {k: v for k, v in entries[0].items() if k not in slots}
-                    for e, i in zip(entries, b.index):
-                        other = {k: v for k, v in e.items() if k not in slots}
-                        if other != scalars:
-                            raise ValueError(
-                                f"param_groups[{gi}]['params'][{i}] has {other}, but "
-                                f"param_groups[{gi}]['params'][{b.index[0]}] has {scalars}: a "
-                                "ZeroRedundancyOptimizer keeps one step count per shard"
-                            )
-                    entry = dict(scalars)
-                    for name in entries[0]:
-                        if name in slots:
-                            flat = np.empty(b.hi - b.lo, dtype=np.float32 if _is_bf16(full, gi) else b.dtype)
-                            for k, own, where in b.pieces(b.lo, b.hi):
-                                flat[where.start - b.lo : where.stop - b.lo] = np.asarray(
-                                    entries[k][name]
-                                ).reshape(-1)[own]
-                            entry[name] = flat
-                    local_state[key] = entry
-                    key += 1
-            local_groups = self.optim.state_dict()["param_groups"]
-            for gi, group in enumerate(local_groups):
-                group.update(self._settings(self.param_groups[gi]))
-            self.optim.load_state_dict({"state": local_state, "param_groups": local_groups})
+            exported = full.state_dict()["state"]  # bfloat16 state as float32, as saved
         finally:
             full.state.clear()  # the full state lives in the shards only
+        slots = set(self.optimizer_class.state_slots)
+        local_state: dict[int, dict[str, Any]] = {}
+        key = number = 0
+        for gi, buckets in enumerate(self._buckets):
+            for b in buckets:
+                entries = [exported.get(number + i) for i in b.index]
+                key += 1
+                if all(not e for e in entries):
+                    continue
+                if any(not e for e in entries):
+                    raise ValueError(
+                        f"param_groups[{gi}]: some {b.dtype} parameters have state and others none; "
+                        "a ZeroRedundancyOptimizer steps them together"
+                    )
+                scalars = {k: v for k, v in entries[0].items() if k not in slots}
+                for e, i in zip(entries, b.index):
+                    other = {k: v for k, v in e.items() if k not in slots}
+                    if other != scalars:
+                        raise ValueError(
+                            f"param_groups[{gi}]['params'][{i}] has {other}, but "
+                            f"param_groups[{gi}]['params'][{b.index[0]}] has {scalars}: a "
+                            "ZeroRedundancyOptimizer keeps one step count per shard"
+                        )
+                entry = dict(scalars)
+                for name in (k for k in entries[0] if k in slots):
+                    shard = np.empty(b.hi - b.lo, dtype=entries[0][name].dtype)
+                    for k, own, where in b.pieces(b.lo, b.hi):
+                        shard[where.start - b.lo : where.stop - b.lo] = entries[k][name].reshape(-1)[own]
+                    entry[name] = shard
+                local_state[key - 1] = entry
+            number += len(self.param_groups[gi]["params"])
+        local_groups = self.optim.state_dict()["param_groups"]
+        for gi, group in enumerate(local_groups):
+            group.update(self._settings(self.param_groups[gi]))
+        self.optim.load_state_dict({"state": local_state, "param_groups": local_groups})
         self._consolidated = None
 
     def __repr__(self) -> str:
@@ -1023,7 +1011,3 @@ class ZeroRedundancyOptimizer:
             f"ZeroRedundancyOptimizer(rank {self.comm.rank} of {self.comm.size}, "
             f"shard sizes {self.shard_sizes()}, {self._full!r})"
         )
-
-
-def _is_bf16(optimizer: Optimizer, gi: int) -> bool:
-    return optimizer.param_groups[gi].get("state_dtype") == BF16
