@@ -36,6 +36,7 @@ ferroptim`` never needs it. ``comm`` is an ``mpi4py.MPI.Intracomm`` (default
 from __future__ import annotations
 
 import hashlib
+import math
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
@@ -167,9 +168,12 @@ def _offsets(sizes: Sequence[int]) -> list[int]:
 
 def _pack(arrays: Sequence[np.ndarray | None], shapes: Sequence[tuple[int, ...]], out: np.ndarray) -> None:
     """Copies each array into its slot of ``out`` (zeros for ``None``), one NumPy copy each."""
+    if all(a is not None for a in arrays):
+        np.concatenate([np.ravel(a) for a in arrays], out=out)  # one C loop (ravel copies only odd layouts)
+        return
     start = 0
     for a, shape in zip(arrays, shapes):
-        size = int(np.prod(shape, dtype=np.int64))
+        size = math.prod(shape)
         slot = out[start : start + size]
         if a is None:
             slot[...] = 0
@@ -181,7 +185,7 @@ def _pack(arrays: Sequence[np.ndarray | None], shapes: Sequence[tuple[int, ...]]
 def _views(buffer: np.ndarray, shapes: Sequence[tuple[int, ...]]) -> list[np.ndarray]:
     out, start = [], 0
     for shape in shapes:
-        size = int(np.prod(shape, dtype=np.int64))
+        size = math.prod(shape)
         out.append(buffer[start : start + size].reshape(shape))
         start += size
     return out
@@ -550,8 +554,9 @@ class DistributedOptimizer:
         reduced: list[Any] = [None] * len(params)
         sent = 0
         cap = None if self.bucket_cap_mb is None else int(self.bucket_cap_mb * 2**20)
+        dtypes = [p.dtype for p in params]
         for dtype in FLOAT_DTYPES:
-            members = [i for i in range(len(params)) if has_grad[i] and params[i].dtype == dtype]
+            members = [i for i, d in enumerate(dtypes) if d == dtype and has_grad[i]]
             if not members:
                 continue
             mine = [local[i] for i in members]
@@ -567,14 +572,13 @@ class DistributedOptimizer:
                 buffer = span
             sent += self._allreduce(buffer, cap)
             views = _views(buffer, shapes)
-            for i, view in zip(members, views):
+            for i, g, view in zip(members, mine, views):
                 reduced[i] = view
                 if span is None and grads is None:
-                    p = params[i]
-                    if p.grad is not None and p.grad.flags.writeable:
-                        p.grad[...] = view
+                    if g is not None and g.flags.writeable:
+                        g[...] = view
                     else:
-                        p.grad = view.copy()
+                        params[i].grad = view.copy()
         self.last_step_bytes = sent
         return reduced
 
