@@ -6,14 +6,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 export VIRTUAL_ENV := $(CURDIR)/$(VENV)
 
-.PHONY: demo test venv build test-deps lint rust-test valgrind py-test bench bench-quick bench-rust clean
+.PHONY: demo test venv build test-deps lint rust-test valgrind py-test mpi-test bench bench-quick bench-rust clean
 # The steps share one virtual environment: never run them concurrently (make -j).
 .NOTPARALLEL:
 
 demo: build
 	$(BIN)/python -m ferroptim compare
 
-test: test-deps build lint rust-test valgrind py-test bench-quick
+test: test-deps build lint rust-test valgrind py-test mpi-test bench-quick
 
 venv:
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -59,6 +59,23 @@ valgrind:
 
 py-test:
 	$(BIN)/python -m pytest -q
+
+# The MPI tests (tests/mpi, left out of py-test) under mpirun with 2 and 3 ranks on this host.
+# Without mpirun, installs Open MPI when apt-get can (root), else fails; mpi4py goes into the
+# venv. Every rank runs pytest on the same files, and tests/mpi/conftest.py keeps the ranks'
+# outcomes in lockstep; `timeout` bounds the run should a rank hang anyway. One kernel thread
+# per rank, as the ranks already share the cores; no openib (InfiniBand) probing, and no
+# single-copy shared memory, which containers without ptrace rights refuse.
+MPIRUN := timeout 900 mpirun --oversubscribe --allow-run-as-root --mca btl ^openib \
+	--mca btl_vader_single_copy_mechanism none -x FERROPTIM_NUM_THREADS=1
+MPI_PYTEST := $(BIN)/python -m pytest -q -p no:cacheprovider tests/mpi
+mpi-test:
+	@command -v mpirun >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+		&& apt-get update -qq && apt-get install -y -qq openmpi-bin libopenmpi-dev >/dev/null; } \
+		|| { echo "mpirun is missing and could not be installed (apt-get install openmpi-bin libopenmpi-dev)"; exit 1; }
+	$(BIN)/python -m pip install -q "mpi4py>=4"
+	$(MPIRUN) -n 2 $(MPI_PYTEST)
+	$(MPIRUN) -n 3 $(MPI_PYTEST)
 
 # The side-by-side benchmark (a few minutes); tables in benches/results/.
 bench: build
