@@ -470,6 +470,21 @@ def _exchange_plan(
     return params, checked, has_grad
 
 
+def _run_closure(comm: Any, closure: Callable[[], Any] | None) -> Any:
+    """Runs a step's closure (if given) under the collective error check: if it raises on
+    any rank, every rank raises :class:`DistributedError` before the gradient exchange."""
+    if closure is None:
+        return None
+    error: BaseException | None = None
+    loss = None
+    try:
+        loss = closure()
+    except Exception as err:
+        error = err
+    _agree(comm, error, "the closure")
+    return loss
+
+
 class DistributedOptimizer:
     """Data-parallel training with any ferroptim optimizer: averages (or sums) the ranks'
     gradients, then runs the wrapped step, which every rank computes on the same bits.
@@ -593,7 +608,7 @@ class DistributedOptimizer:
     def step(self, closure: Callable[[], Any] | None = None, *, grads: Sequence[Any] | None = None) -> Any:
         """Runs ``closure`` (if given), all-reduces the gradients and takes the wrapped
         optimizer's step on them; returns the closure's loss."""
-        loss = None if closure is None else closure()
+        loss = _run_closure(self.comm, closure)
         reduced = self.synchronize(grads)
         error: BaseException | None = None
         try:
@@ -822,7 +837,7 @@ class ZeroRedundancyOptimizer:
         the closure's loss."""
         MPI = _mpi()
         comm = self.comm
-        loss = None if closure is None else closure()
+        loss = _run_closure(self.comm, closure)
         groups = self.param_groups
         params, local, has_grad = _exchange_plan(comm, groups, grads, "ZeroRedundancyOptimizer.step")
         if not has_grad.all():
