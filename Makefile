@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export VIRTUAL_ENV := $(CURDIR)/$(VENV)
 
-.PHONY: demo test venv build test-deps lint rust-test valgrind py-test mpi-test bench bench-quick bench-rust clean
+.PHONY: demo test venv build test-deps lint rust-test valgrind py-test mpi-test bench bench-quick bench-distributed bench-rust clean
 # The steps share one virtual environment: never run them concurrently (make -j).
 .NOTPARALLEL:
 
@@ -82,9 +82,19 @@ bench: build
 	$(BIN)/python -m pip install -q torch
 	$(BIN)/python benches/bench_step.py
 
-# The same script on tiny shapes, in seconds: run by `make test` so it cannot rot.
+# The same scripts on tiny shapes, in seconds: run by `make test` so they cannot rot. The
+# distributed one needs Open MPI's mpirun and mpi4py (the `mpi` extra); without them it is skipped.
 bench-quick:
 	$(BIN)/python benches/bench_step.py --quick
+	@if command -v mpirun >/dev/null && $(BIN)/python -c "import mpi4py" 2>/dev/null; then \
+		$(BIN)/python benches/bench_distributed.py --quick; \
+	else echo "bench_distributed --quick skipped: it needs mpirun (Open MPI) and mpi4py"; fi
+
+# Data-parallel Adam on 1, 2 and 4 ranks (mpirun): step time, bytes communicated and
+# optimizer state per rank; table in benches/results/distributed.md (a few minutes).
+bench-distributed: build
+	$(BIN)/python -m pip install -q "mpi4py>=4"
+	$(BIN)/python benches/bench_distributed.py
 
 # Criterion benches of the Rust kernels (bytes/s per kernel, size and dtype).
 bench-rust:

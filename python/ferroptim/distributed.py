@@ -168,8 +168,9 @@ def _offsets(sizes: Sequence[int]) -> list[int]:
 
 def _pack(arrays: Sequence[np.ndarray | None], shapes: Sequence[tuple[int, ...]], out: np.ndarray) -> None:
     """Copies each array into its slot of ``out`` (zeros for ``None``), one NumPy copy each."""
-    if all(a is not None for a in arrays):
-        np.concatenate([np.ravel(a) for a in arrays], out=out)  # one C loop (ravel copies only odd layouts)
+    present = [a for a in arrays if a is not None]
+    if len(present) == len(arrays):
+        np.concatenate([np.ravel(a) for a in present], out=out)  # one C loop; ravel copies odd layouts only
         return
     start = 0
     for a, shape in zip(arrays, shapes):

@@ -1,0 +1,313 @@
+"""Data-parallel Adam steps on MPI: step time, bytes communicated and optimizer state per
+rank, for 1, 2 and 4 ranks on this machine. A benchmark, not a test.
+
+``python benches/bench_distributed.py [--quick] [--out DIR]`` launches itself as
+``mpirun -n N --bind-to none --oversubscribe python benches/bench_distributed.py --worker``
+for N in 1, 2, 4 (``--quick``: 1 and 2) and collects the workers' numbers. Every rank holds
+the same float32 parameters and its own random gradients; each case times
+
+- ``fo.Adam``: the plain unsharded step, no communication (N = 1 only: the baseline);
+- ``DistributedOptimizer(fo.Adam)``: an all-reduce (average) of the gradients, then the
+  full Adam step on every rank;
+- ``ZeroRedundancyOptimizer`` (ZeRO stage 1, Adam): a reduce-scatter of the gradients, Adam
+  on this rank's 1/N shard, an all-gather of the parameters;
+
+on one flat parameter of 1e6 and of 1e7 elements, and on 100 tensors of 1e4 (``--quick``:
+1e3 elements, and 10 tensors of 100). Every step starts after a barrier; its time is the
+slowest rank's; the table gives the median over the timed steps (after two warm-up steps,
+the first of which allocates the state; as many steps as fill about 2 s, 5 to 30, or 3
+with ``--quick``). After the timed steps the parameters must be bit-identical on all ranks
+(``check_replicas``), else the exit status is 1.
+
+Columns: *payload* is ``last_step_bytes``, the bytes this rank handed to the collectives in
+one step. *Ring bytes sent* is what a ring algorithm sends per rank for a gradient of S
+bytes: an all-reduce 2(N-1)/N·S, and ZeRO-1's reduce-scatter plus all-gather the same
+(N-1)/N·S + (N-1)/N·S (Rajbhandari et al. 2020, section 7); Open MPI picks its own
+algorithm, which on one machine copies through shared memory. *State* is the optimizer
+state on one rank: ``state_nbytes()`` for ZeRO, the arrays in ``optimizer.state`` for the
+others (Adam: ``exp_avg`` and ``exp_avg_sq``, 8 bytes per float32 parameter).
+
+Each rank steps with ``max(1, cores // N)`` ferroptim threads, and ``--bind-to none`` lets
+them use every core (Open MPI otherwise pins a single rank to one core). On a 2-core
+machine, 2 and 4 ranks share the cores that one rank had to itself: the times show the cost
+of the communication, not a speedup. The markdown table goes to ``--out``
+(``benches/results/distributed.md``; ``--quick``: ``benches/results/quick/``) and to stdout,
+the numbers to ``distributed.json`` beside it. Without ``mpirun`` or mpi4py it says so and
+exits 0: the benchmark is skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import ferroptim as fo
+
+FULL_SHAPES: dict[str, list[int]] = {
+    "1×1e6": [1_000_000],
+    "1×1e7": [10_000_000],
+    "100×1e4": [10_000] * 100,
+}
+QUICK_SHAPES: dict[str, list[int]] = {"1×1e3": [1_000], "10×1e2": [100] * 10}
+FULL_RANKS = (1, 2, 4)
+QUICK_RANKS = (1, 2)
+METHODS = ("fo.Adam", "DistributedOptimizer", "ZeRO-1")
+WARMUP_STEPS = 2
+BUDGET_S = 2.0
+FULL_STEPS = (5, 30)  # fewest, most timed steps
+QUICK_STEPS = 3
+WORKER_TIMEOUT_S = 600
+LR = 1e-3
+
+
+# --- one rank ----------------------------------------------------------------------------
+
+
+def state_nbytes(optimizer: Any) -> int:
+    """Bytes of the arrays in an (unsharded) optimizer's state."""
+    return sum(
+        v.nbytes
+        for per_param in optimizer.state.values()
+        for v in per_param.values()
+        if isinstance(v, np.ndarray)
+    )
+
+
+def build(method: str, params: list[fo.Parameter], comm: Any) -> tuple[Any, Callable[[], int]]:
+    """The optimizer of ``method`` over ``params``, and a function giving its state bytes."""
+    from ferroptim import distributed as dist
+
+    if method == "fo.Adam":
+        adam = fo.Adam(params, lr=LR)
+        return adam, lambda: state_nbytes(adam)
+    if method == "DistributedOptimizer":
+        wrapped = dist.DistributedOptimizer(fo.Adam(params, lr=LR), comm)
+        return wrapped, lambda: state_nbytes(wrapped.optimizer)
+    zero = dist.ZeroRedundancyOptimizer(params, optimizer_class=fo.Adam, comm=comm, lr=LR)
+    return zero, zero.state_nbytes
+
+
+def time_case(method: str, sizes: list[int], quick: bool, comm: Any) -> dict[str, Any]:
+    """Times ``method``'s step on tensors of ``sizes`` on every rank of ``comm``; the
+    returned numbers are the same on every rank (maxima over the ranks)."""
+    from mpi4py import MPI
+
+    from ferroptim import distributed as dist
+
+    size = comm.size
+    values = np.random.default_rng(0).standard_normal(sum(sizes), dtype=np.float32)
+    grads = np.random.default_rng(1 + comm.rank).standard_normal(sum(sizes), dtype=np.float32)
+    params, start = [], 0
+    for n in sizes:
+        p = fo.Parameter(values[start : start + n].copy())
+        p.grad = grads[start : start + n].copy()
+        params.append(p)
+        start += n
+    del values, grads
+    optimizer, state_bytes = build(method, params, comm)
+
+    def step() -> float:
+        comm.Barrier()
+        start = time.perf_counter()
+        optimizer.step()
+        return comm.allreduce(time.perf_counter() - start, op=MPI.MAX)
+
+    warmup = [step() for _ in range(WARMUP_STEPS)]
+    fewest, most = FULL_STEPS
+    steps = QUICK_STEPS if quick else max(fewest, min(most, int(BUDGET_S / max(warmup[-1], 1e-6))))
+    times = [step() for _ in range(steps)]
+    dist.check_replicas(params, comm)  # raises DistributedError on every rank if they differ
+    n = sum(sizes)
+    gradient_bytes = 4 * n
+    ring = 0 if method == "fo.Adam" else 2 * (size - 1) * gradient_bytes // size
+    payload = getattr(optimizer, "last_step_bytes", 0)
+    return {
+        "ranks": size,
+        "threads": fo.get_num_threads(),
+        "model": None,  # filled in by the caller
+        "method": method,
+        "elements": n,
+        "tensors": len(sizes),
+        "steps": steps,
+        "median_s": statistics.median(times),
+        "payload_bytes": comm.allreduce(payload, op=MPI.MAX),
+        "ring_bytes_sent": ring,
+        "state_bytes": comm.allreduce(state_bytes(), op=MPI.MAX),
+        "unsharded_state_bytes": 8 * n,  # Adam: exp_avg and exp_avg_sq, float32
+    }
+
+
+def worker(quick: bool, out: Path) -> None:
+    """Every case on ``MPI.COMM_WORLD``; rank 0 writes the rows to ``out`` as JSON. An
+    exception on any rank aborts the job, so no rank waits forever."""
+    import traceback
+
+    from mpi4py import MPI
+
+    comm = MPI.COMM_WORLD
+    try:
+        fo.set_num_threads(max(1, (os.cpu_count() or 1) // comm.size))
+        rows = []
+        for model, sizes in (QUICK_SHAPES if quick else FULL_SHAPES).items():
+            for method in METHODS:
+                if method == "fo.Adam" and comm.size > 1:
+                    continue
+                row = time_case(method, sizes, quick, comm)
+                row["model"] = model
+                rows.append(row)
+                if comm.rank == 0:
+                    print(
+                        f"  {comm.size} rank(s) {model} {method}: {row['median_s'] * 1e3:.2f} ms", flush=True
+                    )
+        if comm.rank == 0:
+            out.write_text(json.dumps(rows))
+    except Exception:
+        print(f"rank {comm.rank} failed:\n{traceback.format_exc()}", file=sys.stderr, flush=True)
+        comm.Abort(1)
+
+
+# --- the driver ----------------------------------------------------------------------------
+
+
+def machine(mpirun: str) -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    version = subprocess.run([mpirun, "--version"], capture_output=True, text=True).stdout.splitlines()
+    import mpi4py
+
+    return {
+        "cpu": cpu,
+        "logical_cores": os.cpu_count(),
+        "mpi": version[0] if version else "unknown MPI",
+        "mpi4py": mpi4py.__version__,
+        "numpy": np.__version__,
+        "ferroptim": fo.__version__,
+        "python": platform.python_version(),
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+def human_bytes(n: int) -> str:
+    """``n`` bytes in B, kB, MB or GB (powers of 1000), three significant digits."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return f"{n} B"
+
+
+def table(rows: list[dict[str, Any]]) -> list[str]:
+    header = [
+        "model",
+        "ranks",
+        "optimizer",
+        "threads/rank",
+        "median step",
+        "vs fo.Adam, 1 rank",
+        "payload / rank / step",
+        "ring bytes sent / rank / step",
+        "Adam state / rank",
+        "state vs unsharded",
+    ]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * 3 + "---:|" * (len(header) - 3)]
+    baseline = {r["model"]: r["median_s"] for r in rows if r["method"] == "fo.Adam"}
+    for r in sorted(rows, key=lambda r: (list(FULL_SHAPES) + list(QUICK_SHAPES)).index(r["model"])):
+        cells = [
+            r["model"],
+            str(r["ranks"]),
+            r["method"],
+            str(r["threads"]),
+            f"{r['median_s'] * 1e3:.3g} ms",
+            f"{r['median_s'] / baseline[r['model']]:.2f}×" if r["model"] in baseline else "—",
+            human_bytes(r["payload_bytes"]),
+            human_bytes(r["ring_bytes_sent"]),
+            human_bytes(r["state_bytes"]),
+            f"{r['state_bytes'] / r['unsharded_state_bytes']:.3f}",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def driver(quick: bool, out: Path) -> int:
+    mpirun = shutil.which("mpirun")
+    try:
+        import mpi4py  # noqa: F401
+    except ImportError:
+        mpirun = None
+    if mpirun is None:
+        print("bench_distributed: mpirun or mpi4py is missing, skipping (pip install mpi4py; Open MPI)")
+        return 0
+    info = machine(mpirun)
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for ranks in QUICK_RANKS if quick else FULL_RANKS:
+            result_file = Path(tmp) / f"{ranks}.json"
+            command = [mpirun, "-n", str(ranks), "--bind-to", "none", "--oversubscribe"]
+            if os.geteuid() == 0:
+                command.append("--allow-run-as-root")
+            command += [sys.executable, __file__, "--worker", "--json", str(result_file)]
+            if quick:
+                command.append("--quick")
+            print(f"mpirun -n {ranks} ...", file=sys.stderr, flush=True)
+            try:
+                done = subprocess.run(command, timeout=WORKER_TIMEOUT_S, stdout=sys.stderr)
+            except subprocess.TimeoutExpired:
+                print(f"{ranks} ranks: no result within {WORKER_TIMEOUT_S} s", file=sys.stderr)
+                return 1
+            if done.returncode != 0 or not result_file.exists():
+                print(f"{ranks} ranks failed (exit status {done.returncode})", file=sys.stderr)
+                return 1
+            rows += json.loads(result_file.read_text())
+    title = "bench_distributed --quick" if quick else "bench_distributed"
+    lines = [
+        f"# {title}: data-parallel Adam (float32) on MPI",
+        "",
+        f"{info['cpu']}, {info['logical_cores']} logical cores; {info['mpi']}, mpi4py {info['mpi4py']}, "
+        f"NumPy {info['numpy']}, ferroptim {info['ferroptim']}, Python {info['python']}; {info['date']}.",
+        "",
+        "Median step time (slowest rank, after a barrier); payload = `last_step_bytes`; ring bytes sent "
+        "= 2(N-1)/N × gradient bytes (all-reduce, or ZeRO-1's reduce-scatter + all-gather); "
+        "state = the optimizer's arrays on one rank.",
+        "",
+        *table(rows),
+    ]
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "distributed.md").write_text("\n".join(lines) + "\n")
+    (out / "distributed.json").write_text(json.dumps({"machine": info, "rows": rows}, indent=1) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, 1 and 2 ranks: seconds")
+    parser.add_argument("--out", type=Path, help="folder for distributed.md and distributed.json")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--json", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        worker(args.quick, args.json)
+        return 0
+    out = args.out or Path(__file__).resolve().parent / "results" / ("quick" if args.quick else "")
+    return driver(args.quick, out)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
