@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export VIRTUAL_ENV := $(CURDIR)/$(VENV)
 
-.PHONY: demo test venv build test-deps lint rust-test valgrind py-test mpi-test bench bench-quick bench-distributed bench-rust clean
+.PHONY: demo test venv build test-deps lint rust-test valgrind py-test mpi-deps mpi-test bench bench-quick bench-distributed bench-rust clean
 # The steps share one virtual environment: never run them concurrently (make -j).
 .NOTPARALLEL:
 
@@ -23,7 +23,15 @@ venv:
 build: venv
 	$(BIN)/maturin develop --release -q --extras experiments
 
-test-deps: venv
+# Open MPI (Debian's packages, when mpirun is missing and apt-get can: root) and mpi4py, for
+# the MPI tests, the data-parallel example's test and the distributed benchmark.
+mpi-deps: venv
+	@command -v mpirun >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+		&& apt-get update -qq && apt-get install -y -qq openmpi-bin libopenmpi-dev >/dev/null; } \
+		|| { echo "mpirun is missing and could not be installed (apt-get install openmpi-bin libopenmpi-dev)"; exit 1; }
+	$(BIN)/python -m pip install -q "mpi4py>=4"
+
+test-deps: venv mpi-deps
 	rustup component add rustfmt clippy 2>/dev/null || true
 	$(BIN)/python -m pip install -q "pytest>=8" "hypothesis>=6.100" "ruff>=0.6" "mypy>=1.10" torch \
 		"nbclient>=0.7" "nbformat>=5" "ipykernel>=6"
@@ -69,11 +77,7 @@ py-test:
 MPIRUN := timeout 900 mpirun --oversubscribe --allow-run-as-root --mca btl ^openib \
 	--mca btl_vader_single_copy_mechanism none -x FERROPTIM_NUM_THREADS=1
 MPI_PYTEST := $(BIN)/python -m pytest -q -p no:cacheprovider tests/mpi
-mpi-test:
-	@command -v mpirun >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
-		&& apt-get update -qq && apt-get install -y -qq openmpi-bin libopenmpi-dev >/dev/null; } \
-		|| { echo "mpirun is missing and could not be installed (apt-get install openmpi-bin libopenmpi-dev)"; exit 1; }
-	$(BIN)/python -m pip install -q "mpi4py>=4"
+mpi-test: mpi-deps
 	$(MPIRUN) -n 2 $(MPI_PYTEST)
 	$(MPIRUN) -n 3 $(MPI_PYTEST)
 
@@ -92,8 +96,7 @@ bench-quick:
 
 # Data-parallel Adam on 1, 2 and 4 ranks (mpirun): step time, bytes communicated and
 # optimizer state per rank; table in benches/results/distributed.md (a few minutes).
-bench-distributed: build
-	$(BIN)/python -m pip install -q "mpi4py>=4"
+bench-distributed: build mpi-deps
 	$(BIN)/python benches/bench_distributed.py
 
 # Criterion benches of the Rust kernels (bytes/s per kernel, size and dtype).

@@ -358,22 +358,22 @@ def broadcast_optimizer_state(optimizer: Any, comm: Any = None, root: int = 0) -
     state dict does not fit some rank's optimizer, every rank raises
     :class:`DistributedError` (ranks whose load succeeded keep root's state)."""
     comm = _comm(comm)
-    root = _root(root, comm)
     inner = optimizer.optimizer if isinstance(optimizer, DistributedOptimizer) else optimizer
     error: BaseException | None = None
     state_dict = None
-    if isinstance(inner, ZeroRedundancyOptimizer):
-        error = TypeError(
-            "a ZeroRedundancyOptimizer's state is sharded: load a consolidated state dict "
-            "on every rank with load_state_dict() instead"
-        )
-    elif not isinstance(inner, Optimizer):
-        error = TypeError(f"{type(optimizer).__name__} is not a ferroptim optimizer")
-    elif comm.rank == root:
-        try:
+    try:
+        root = _root(root, comm)
+        if isinstance(inner, ZeroRedundancyOptimizer):
+            raise TypeError(
+                "a ZeroRedundancyOptimizer's state is sharded: load a consolidated state dict "
+                "on every rank with load_state_dict() instead"
+            )
+        if not isinstance(inner, Optimizer):
+            raise TypeError(f"{type(optimizer).__name__} is not a ferroptim optimizer")
+        if comm.rank == root:
             state_dict = inner.state_dict()
-        except (TypeError, ValueError, RuntimeError) as err:
-            error = err
+    except (TypeError, ValueError, RuntimeError) as err:
+        error = err
     _agree(comm, error, "broadcast_optimizer_state")
     state_dict = _bcast_tree(state_dict, comm, root)
     error = None
@@ -544,6 +544,7 @@ class DistributedOptimizer:
         self.bucket_cap_mb = bucket_cap_mb
         self.last_step_bytes = 0
         self._buffers: dict[np.dtype, np.ndarray] = {}
+        self._synchronized = False
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__") or name == "optimizer":
@@ -563,9 +564,12 @@ class DistributedOptimizer:
     def synchronize(self, grads: Sequence[Any] | None = None) -> list[Any]:
         """All-reduces the gradients (see the class docstring) and writes them into each
         ``p.grad``; returns the reduced gradient of every parameter (``None`` where no rank
-        has one). ``step()`` calls it; call it yourself only to look at or clip the reduced
-        gradients, then ``step(grads=...)`` with what it returned."""
+        has one). ``step()`` calls it. Call it yourself to look at or clip the reduced
+        gradients first (as Horovod's ``synchronize``): the next ``step()`` then takes the
+        gradients as they are, ``p.grad`` or its ``grads=`` (what this returned), without
+        reducing them again. ``zero_grad()`` cancels that."""
         comm = self.comm
+        self._synchronized = False
         params, local, has_grad = _exchange_plan(comm, self.param_groups, grads, "the gradient all-reduce")
         reduced: list[Any] = [None] * len(params)
         sent = 0
@@ -596,6 +600,7 @@ class DistributedOptimizer:
                     else:
                         params[i].grad = view.copy()
         self.last_step_bytes = sent
+        self._synchronized = True
         return reduced
 
     def _allreduce(self, buffer: np.ndarray, cap: int | None) -> int:
@@ -610,7 +615,11 @@ class DistributedOptimizer:
         """Runs ``closure`` (if given), all-reduces the gradients and takes the wrapped
         optimizer's step on them; returns the closure's loss."""
         loss = _run_closure(self.comm, closure)
-        reduced = self.synchronize(grads)
+        if self._synchronized:  # synchronize() was called since the last step: reduced already
+            reduced = grads
+        else:
+            reduced = self.synchronize(grads)
+        self._synchronized = False
         error: BaseException | None = None
         try:
             if grads is None:
@@ -623,7 +632,8 @@ class DistributedOptimizer:
         return loss
 
     def zero_grad(self, set_to_none: bool = True) -> None:
-        """The wrapped optimizer's ``zero_grad``."""
+        """The wrapped optimizer's ``zero_grad`` (and the end of a ``synchronize()``)."""
+        self._synchronized = False
         self.optimizer.zero_grad(set_to_none)
 
     def state_dict(self) -> dict[str, Any]:
@@ -661,6 +671,7 @@ class _Bucket:
         #: else a private copy (refreshed from the parameters before each step).
         self.private = span is None
         self.data = np.empty(self.n, dtype=self.dtype) if span is None else span
+        self.load_shard()  # the shard parameter shows the current values from the start
         self.shard_grad = np.zeros(self.hi - self.lo, dtype=self.dtype)
         self.shard = _buffered(self.data[self.lo : self.hi], self.shard_grad)
         self._send: np.ndarray | None = None

@@ -344,3 +344,15 @@ def test_state_memory_of_a_larger_model() -> None:
     assert mine == state_arrays_nbytes(zero.optim)
     assert abs(mine - unsharded / SIZE) <= 2 * 4  # shards differ by one element at most
     assert sum(COMM.allgather(mine)) == unsharded
+
+
+def test_shard_parameters_hold_the_current_values_from_the_start() -> None:
+    """Before any step, each local shard parameter (``zero.optim``) holds this rank's slice
+    of the parameters laid out one after the other (separate arrays: a private vector)."""
+    rng = np.random.default_rng(7)
+    params = [fo.Parameter(rng.standard_normal(s)) for s in [(3, 2), (5,), (1,)]]
+    zero = ZeroRedundancyOptimizer(params, fo.SGD, lr=0.1)
+    flat = np.concatenate([p.reshape(-1) for p in params])
+    lo = sum(zero.shard_sizes()[:RANK])
+    (shard,) = zero.optim.param_groups[0]["params"]
+    np.testing.assert_array_equal(shard, flat[lo : lo + shard.size])
