@@ -653,10 +653,8 @@ class _Bucket:
     """The parameters of one dtype of one param group, as one flat vector of ``n`` elements
     cut into one contiguous shard per rank, in rank order."""
 
-    def __init__(
-        self, group: int, index: list[int], params: list[np.ndarray], counts: list[int], rank: int
-    ) -> None:
-        self.group, self.index, self.params = group, index, params
+    def __init__(self, index: list[int], params: list[np.ndarray], counts: list[int], rank: int) -> None:
+        self.index, self.params = index, params
         self.dtype = params[0].dtype
         self.shapes = [p.shape for p in params]
         self.sizes = [p.size for p in params]
@@ -737,7 +735,11 @@ class ZeroRedundancyOptimizer:
             clip norm and the finiteness check are combined across ranks.
 
     ``param_groups`` are the full groups (edit ``lr`` there, or use a scheduler); ``optim``
-    is this rank's optimizer over its shards. ``state_dict()`` works on rank ``to`` after
+    is this rank's optimizer over its shards. ``last_step_bytes`` is the bytes of the two
+    vectors this rank handed to the collectives in the last step, the gradients to
+    ``Reduce_scatter`` and the parameters to ``Allgatherv`` (twice
+    :class:`DistributedOptimizer`'s one vector; a ring algorithm sends ``(N-1)/N`` of each,
+    the same bytes on the wire as one all-reduce). ``state_dict()`` works on rank ``to`` after
     :meth:`consolidate_state_dict` and gives a normal state dict of ``optimizer_class`` over
     ``params``; :meth:`load_state_dict` takes one on every rank. Errors follow the module's
     collective check: one rank's bad gradient makes every rank raise
@@ -794,7 +796,7 @@ class ZeroRedundancyOptimizer:
             index = [i for i, p in enumerate(params) if p.dtype == dtype]
             members = [params[i] for i in index]
             counts = self._balance(sum(p.size for p in members))
-            buckets.append(_Bucket(gi, index, members, counts, self.comm.rank))
+            buckets.append(_Bucket(index, members, counts, self.comm.rank))
         return buckets
 
     def _balance(self, n: int) -> list[int]:
