@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from ._validate import GRAD_DEFAULTS
+from ._validate import GRAD_DEFAULTS, grad_settings
 from .adagrad_norm import AdagradNorm
 from .adam import Adam
 from .flat import _buffered
@@ -860,9 +860,14 @@ class ZeroRedundancyOptimizer:
                 f"{missing} has no gradient on any rank: ZeroRedundancyOptimizer steps every "
                 "parameter of a shard together; give it a zero gradient or leave it out"
             )
+        # the same hyperparameters on every rank (checked above): an error here is raised by all
+        settings = []
         for gi, group in enumerate(groups):
-            local_group = self.optim.param_groups[gi]
-            local_group.update(self._settings(group))
+            try:
+                settings.append(grad_settings(group))
+            except (TypeError, ValueError) as err:
+                raise type(err)(f"param_groups[{gi}]: {err}") from None
+            self.optim.param_groups[gi].update(self._settings(group))
         start = 0
         sent = 0
         per_group = []
@@ -875,7 +880,7 @@ class ZeroRedundancyOptimizer:
                 comm.Reduce_scatter(send, b.shard_grad, recvcounts=b.counts, op=MPI.SUM)
                 np.divide(b.shard_grad, b.dtype.type(comm.size), out=b.shard_grad)
                 sent += send.nbytes
-        if not self._apply_grad_settings():
+        if not self._apply_grad_settings(settings):
             self.last_step_bytes = sent
             return loss
         error: BaseException | None = None
@@ -896,16 +901,12 @@ class ZeroRedundancyOptimizer:
         self._consolidated = None
         return loss
 
-    def _apply_grad_settings(self) -> bool:
-        """``grad_scale``, ``skip_nonfinite`` and ``max_grad_norm`` of the full groups, on the
-        shard gradients, with the finiteness and the squared norm summed across ranks.
-        Returns ``False`` when the step is skipped."""
+    def _apply_grad_settings(self, settings: list[tuple[float, float | None, bool]]) -> bool:
+        """The full groups' ``(grad_scale, max_grad_norm, skip_nonfinite)`` (as
+        ``grad_settings`` gives them) on the shard gradients, with the non-finite count and
+        the squared norm summed across ranks. Returns ``False`` when the step is skipped."""
         MPI = _mpi()
-        settings = [
-            (g.get("grad_scale"), g.get("max_grad_norm"), bool(g.get("skip_nonfinite", False)))
-            for g in self.param_groups
-        ]
-        if all(s is None and m is None and not k for s, m, k in settings):
+        if all(s == 1.0 and m is None and not k for s, m, k in settings):
             self.last_step_skipped = False
             return True
         totals = np.zeros(2)  # [sum of squares, non-finite entries in checked groups]
@@ -914,8 +915,8 @@ class ZeroRedundancyOptimizer:
             for b in buckets:
                 g = b.shard_grad
                 any64 |= b.dtype == np.float64
-                if scale is not None:
-                    g *= g.dtype.type(1.0 / float(scale))
+                if scale != 1.0:
+                    g *= g.dtype.type(1.0 / scale)
                 if skip:
                     totals[1] += np.count_nonzero(~np.isfinite(g))
                 totals[0] += float(np.dot(g.astype(np.float64), g.astype(np.float64)))

@@ -356,3 +356,47 @@ def test_shard_parameters_hold_the_current_values_from_the_start() -> None:
     lo = sum(zero.shard_sizes()[:RANK])
     (shard,) = zero.optim.param_groups[0]["params"]
     np.testing.assert_array_equal(shard, flat[lo : lo + shard.size])
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"max_grad_norm": 0.05},
+        {"max_grad_norm": 0.05, "grad_scale": 4.0},
+        {"grad_scale": 1024.0, "skip_nonfinite": True},
+    ],
+    ids=["clip", "clip+scale", "scale+skip"],
+)
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f64", "f32"])
+def test_gradient_settings_act_across_shards(settings: dict[str, Any], dtype: Any) -> None:
+    """``max_grad_norm`` clips by the norm of the whole (averaged) gradient, not of a shard;
+    ``grad_scale`` unscales it; ``skip_nonfinite`` skips the step on every rank when one
+    rank's gradient holds a NaN: as the unsharded optimizer inside DistributedOptimizer."""
+    x, y = dataset(dtype)
+    dp_params = [fo.Parameter(a) for a in init_params(dtype)]
+    dp = DistributedOptimizer(fo.Adam(dp_params, lr=0.01, **settings))
+    zero_params = [fo.Parameter(a) for a in init_params(dtype)]
+    zero = ZeroRedundancyOptimizer(zero_params, fo.Adam, lr=0.01, **settings)
+    scale = settings.get("grad_scale", 1.0)
+    for t in range(8):
+        poisoned = settings.get("skip_nonfinite") and t == 3
+        for params, opt in ((dp_params, dp), (zero_params, zero)):
+            grads = gradients(params, local_slice(x[t]), local_slice(y[t]))
+            for p, g in zip(params, grads):
+                p.grad = g * dtype(scale)
+            if poisoned and RANK == SIZE - 1:
+                params[0].grad.flat[0] = np.nan
+            opt.step()
+        assert zero.last_step_skipped == dp.last_step_skipped == bool(poisoned)
+        assert_replicas(zero_params)
+        assert_close(zero_params, dp_params, dtype, f"{settings}, step {t + 1}")
+    assert zero.skipped_steps == dp.skipped_steps == (1 if settings.get("skip_nonfinite") else 0)
+    # the clipping was active: the run without it goes elsewhere
+    if "max_grad_norm" in settings:
+        free = [fo.Parameter(a) for a in init_params(dtype)]
+        unclipped = DistributedOptimizer(fo.Adam(free, lr=0.01, grad_scale=settings.get("grad_scale")))
+        for t in range(8):
+            for p, g in zip(free, gradients(free, local_slice(x[t]), local_slice(y[t]))):
+                p.grad = g * dtype(scale)
+            unclipped.step()
+        assert any(not np.allclose(a, b, rtol=1e-3) for a, b in zip(free, zero_params))
