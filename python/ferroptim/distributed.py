@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _core
 from ._validate import GRAD_DEFAULTS, grad_settings
 from .adagrad_norm import AdagradNorm
 from .adam import Adam
@@ -372,7 +373,7 @@ def broadcast_optimizer_state(optimizer: Any, comm: Any = None, root: int = 0) -
             raise TypeError(f"{type(optimizer).__name__} is not a ferroptim optimizer")
         if comm.rank == root:
             state_dict = inner.state_dict()
-    except (TypeError, ValueError, RuntimeError) as err:
+    except Exception as err:  # state-dict hooks too: every rank must reach the check below
         error = err
     _agree(comm, error, "broadcast_optimizer_state")
     state_dict = _bcast_tree(state_dict, comm, root)
@@ -380,7 +381,7 @@ def broadcast_optimizer_state(optimizer: Any, comm: Any = None, root: int = 0) -
     if comm.rank != root:
         try:
             inner.load_state_dict(state_dict)
-        except (TypeError, ValueError) as err:
+        except Exception as err:
             error = err
     _agree(comm, error, "broadcast_optimizer_state (load_state_dict)")
 
@@ -447,12 +448,16 @@ def _collect(groups: Sequence[Mapping[str, Any]], grads: Sequence[Any] | None) -
 
 
 def _exchange_plan(
-    comm: Any, groups: Sequence[Mapping[str, Any]], grads: Sequence[Any] | None, what: str
+    comm: Any,
+    groups: Sequence[Mapping[str, Any]],
+    grads: Sequence[Any] | None,
+    what: str,
+    error: BaseException | None = None,
 ) -> tuple[list[Any], list[Any], np.ndarray]:
     """The collective check before a step's gradient exchange: every rank checks its own
-    gradients, then all agree on the layout. Returns the parameters, this rank's checked
-    gradients, and which parameters have a gradient on any rank."""
-    error: BaseException | None = None
+    gradients (and brings any ``error`` it already has), then all agree on the layout.
+    Returns the parameters, this rank's checked gradients, and which parameters have a
+    gradient on any rank."""
     params: list[Any] = []
     checked: list[Any] = []
     mask = b""
@@ -495,7 +500,8 @@ class DistributedOptimizer:
     gradients are views of one buffer laid out back to back (``fo.flatten_parameters``),
     else packed into a buffer kept between steps (one NumPy copy per tensor, never element
     by element). The reduced gradient is written into each ``p.grad`` (as torch's DDP
-    leaves it), or, with ``step(grads=...)``, handed to the wrapped step. With
+    leaves it), or, with ``step(grads=...)``, handed to the wrapped step (the caller's
+    arrays are left as they were; read-only ``.grad`` arrays are replaced, not written). With
     ``op="average"``, the sum is divided by the number of ranks (IEEE division, the same
     bits everywhere); for a mean loss over the rank's share ``B/N`` of a batch of ``B``
     this is the full batch's gradient. A parameter whose gradient is ``None`` on some ranks
@@ -544,7 +550,8 @@ class DistributedOptimizer:
         self.bucket_cap_mb = bucket_cap_mb
         self.last_step_bytes = 0
         self._buffers: dict[np.dtype, np.ndarray] = {}
-        self._synchronized = False
+        #: After ``synchronize()`` and until the next step: which gradients it reduced.
+        self._synchronized: str | None = None
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__") or name == "optimizer":
@@ -567,9 +574,11 @@ class DistributedOptimizer:
         has one). ``step()`` calls it. Call it yourself to look at or clip the reduced
         gradients first (as Horovod's ``synchronize``): the next ``step()`` then takes the
         gradients as they are, ``p.grad`` or its ``grads=`` (what this returned), without
-        reducing them again. ``zero_grad()`` cancels that."""
+        reducing them again; a ``step()`` with the other kind raises on every rank, and one
+        with a closure (which computes new gradients) reduces those. ``zero_grad()`` cancels
+        it."""
         comm = self.comm
-        self._synchronized = False
+        self._synchronized = None
         params, local, has_grad = _exchange_plan(comm, self.param_groups, grads, "the gradient all-reduce")
         reduced: list[Any] = [None] * len(params)
         sent = 0
@@ -581,7 +590,11 @@ class DistributedOptimizer:
                 continue
             mine = [local[i] for i in members]
             shapes = [params[i].shape for i in members]
-            span = _span(mine) if all(g is not None for g in mine) else None
+            # in place only in the .grad arrays, and only when they are one writable block
+            # (never in the caller's grads=, which step() leaves as they were)
+            span = _span(mine) if grads is None and all(g is not None for g in mine) else None
+            if span is not None and not span.flags.writeable:
+                span = None
             if span is None:
                 size = sum(params[i].size for i in members)
                 buffer = self._buffers.get(dtype)
@@ -600,7 +613,7 @@ class DistributedOptimizer:
                     else:
                         params[i].grad = view.copy()
         self.last_step_bytes = sent
-        self._synchronized = True
+        self._synchronized = "p.grad" if grads is None else "grads="
         return reduced
 
     def _allreduce(self, buffer: np.ndarray, cap: int | None) -> int:
@@ -615,25 +628,38 @@ class DistributedOptimizer:
         """Runs ``closure`` (if given), all-reduces the gradients and takes the wrapped
         optimizer's step on them; returns the closure's loss."""
         loss = _run_closure(self.comm, closure)
-        if self._synchronized:  # synchronize() was called since the last step: reduced already
-            reduced = grads
-        else:
+        synchronized, self._synchronized = self._synchronized, None
+        reduced: Sequence[Any] | None = grads
+        if closure is None and synchronized is not None:  # reduced by synchronize(): as they are
+            self._check_synchronized(synchronized, grads)
+        else:  # (a closure computes new gradients)
             reduced = self.synchronize(grads)
-        self._synchronized = False
+            self._synchronized = None
         error: BaseException | None = None
         try:
             if grads is None:
                 self.optimizer.step()
             else:
                 self.optimizer.step(grads=reduced)
-        except (TypeError, ValueError, RuntimeError) as err:
+        except Exception as err:  # hooks too: every rank must reach the check below
             error = err
         _agree(self.comm, error, "the optimizer step")
         return loss
 
+    def _check_synchronized(self, synchronized: str, grads: Sequence[Any] | None) -> None:
+        """Raises on every rank if the step takes other gradients than ``synchronize()``
+        reduced (``p.grad`` or its ``grads=``)."""
+        error = None
+        if synchronized != ("p.grad" if grads is None else "grads="):
+            error = ValueError(
+                f"synchronize() reduced {synchronized}, but step() was called "
+                f"{'without' if grads is None else 'with'} grads=: pass the same gradients to both"
+            )
+        _agree(self.comm, error, "the step after synchronize()")
+
     def zero_grad(self, set_to_none: bool = True) -> None:
         """The wrapped optimizer's ``zero_grad`` (and the end of a ``synchronize()``)."""
-        self._synchronized = False
+        self._synchronized = None
         self.optimizer.zero_grad(set_to_none)
 
     def state_dict(self) -> dict[str, Any]:
@@ -853,20 +879,21 @@ class ZeroRedundancyOptimizer:
         comm = self.comm
         loss = _run_closure(self.comm, closure)
         groups = self.param_groups
-        params, local, has_grad = _exchange_plan(comm, groups, grads, "ZeroRedundancyOptimizer.step")
+        invalid: BaseException | None = None
+        settings = []
+        for gi, group in enumerate(groups):
+            try:
+                settings.append(grad_settings(group))
+            except (TypeError, ValueError) as err:
+                invalid = type(err)(f"param_groups[{gi}]: {err}")
+        params, local, has_grad = _exchange_plan(comm, groups, grads, "ZeroRedundancyOptimizer.step", invalid)
         if not has_grad.all():
             missing = _sites(groups)[int(np.argmin(has_grad))]
             raise DistributedError(
                 f"{missing} has no gradient on any rank: ZeroRedundancyOptimizer steps every "
                 "parameter of a shard together; give it a zero gradient or leave it out"
             )
-        # the same hyperparameters on every rank (checked above): an error here is raised by all
-        settings = []
         for gi, group in enumerate(groups):
-            try:
-                settings.append(grad_settings(group))
-            except (TypeError, ValueError) as err:
-                raise type(err)(f"param_groups[{gi}]: {err}") from None
             self.optim.param_groups[gi].update(self._settings(group))
         start = 0
         sent = 0
@@ -889,7 +916,7 @@ class ZeroRedundancyOptimizer:
                 for b in buckets:
                     b.load_shard()
             self.optim.step()
-        except (TypeError, ValueError, RuntimeError) as err:
+        except Exception as err:  # hooks too: every rank must reach the check below
             error = err
         _agree(comm, error, "the local optimizer step")
         for buckets in self._buckets:
@@ -903,37 +930,49 @@ class ZeroRedundancyOptimizer:
 
     def _apply_grad_settings(self, settings: list[tuple[float, float | None, bool]]) -> bool:
         """The full groups' ``(grad_scale, max_grad_norm, skip_nonfinite)`` (as
-        ``grad_settings`` gives them) on the shard gradients, with the non-finite count and
-        the squared norm summed across ranks. Returns ``False`` when the step is skipped."""
+        ``grad_settings`` gives them) on the shard gradients, as the unsharded step applies
+        them: unscale; count the non-finite entries of the checked groups and take each
+        parameter's sum of squares (float64), both summed across ranks in one ``Allreduce``;
+        then the clip coefficients from those per-parameter norms, by the unsharded step's
+        own code. Returns ``False`` when the step is skipped."""
         MPI = _mpi()
         if all(s == 1.0 and m is None and not k for s, m, k in settings):
             self.last_step_skipped = False
             return True
-        totals = np.zeros(2)  # [sum of squares, non-finite entries in checked groups]
-        any64 = False
-        for (scale, _, skip), buckets in zip(settings, self._buckets):
+        counts = [len(g["params"]) for g in self.param_groups]
+        first = _offsets(counts)  # each group's first position among all parameters
+        sums = np.zeros(first[-1] + 1)  # per parameter, its sum of squares; last: non-finite entries
+        dtypes: list[Any] = [None] * first[-1]
+        for gi, ((scale, _, skip), buckets) in enumerate(zip(settings, self._buckets)):
             for b in buckets:
                 g = b.shard_grad
-                any64 |= b.dtype == np.float64
                 if scale != 1.0:
                     g *= g.dtype.type(1.0 / scale)
                 if skip:
-                    totals[1] += np.count_nonzero(~np.isfinite(g))
-                totals[0] += float(np.dot(g.astype(np.float64), g.astype(np.float64)))
-        self.comm.Allreduce(MPI.IN_PLACE, totals, op=MPI.SUM)
-        if totals[1]:
-            self.last_step_skipped = True
+                    sums[-1] += np.count_nonzero(~np.isfinite(g))
+                for k, _, where in b.pieces(b.lo, b.hi):
+                    piece = g[where.start - b.lo : where.stop - b.lo].astype(np.float64)
+                    sums[first[gi] + b.index[k]] += np.dot(piece, piece)
+                for i in b.index:
+                    dtypes[first[gi] + i] = b.dtype
+        self.comm.Allreduce(MPI.IN_PLACE, sums, op=MPI.SUM)
+        self.last_step_skipped = bool(sums[-1])
+        if self.last_step_skipped:
             self.skipped_steps += 1
             return False
-        self.last_step_skipped = False
-        norm_type = np.float64 if any64 else np.float32
-        norm = norm_type(np.sqrt(totals[0]))
-        for (_, max_norm, _), buckets in zip(settings, self._buckets):
-            if max_norm is None:
-                continue
-            coef = min(norm_type(max_norm) / (norm + norm_type(1e-6)), norm_type(1.0))
-            for b in buckets:
-                b.shard_grad *= b.dtype.type(coef)
+        clips = [m for _, m, _ in settings if m is not None]
+        if clips:
+            # a one-element array holding a parameter's norm (rounded to its dtype, as the
+            # unsharded step rounds it) has that norm: grad_stats combines them as unsharded
+            norms = [np.sqrt(sums[i : i + 1]).astype(dtype) for i, dtype in enumerate(dtypes)]
+            names = [f"the norm of parameter {i}" for i in range(len(norms))]
+            n = len(norms)
+            coefs = iter(_core.grad_stats(norms, names, [1.0] * n, [False] * n, clips)[3])
+            for (_, max_norm, _), buckets in zip(settings, self._buckets):
+                if max_norm is not None:
+                    coef = next(coefs)
+                    for b in buckets:
+                        b.shard_grad *= b.dtype.type(coef)
         return True
 
     # --- state dicts --------------------------------------------------------------------
@@ -990,9 +1029,11 @@ class ZeroRedundancyOptimizer:
         from :meth:`state_dict`, or from an unsharded optimizer): every rank keeps its
         shard. Collective: every rank calls it with the same state dict."""
         error: BaseException | None = None
+        groups = list(self._full.param_groups)
         try:
             self._load(state_dict)
-        except (TypeError, ValueError) as err:
+        except Exception as err:
+            self._full.param_groups[:] = groups  # a refused state dict changes nothing
             error = err
         _agree(self.comm, error, "ZeroRedundancyOptimizer.load_state_dict")
 

@@ -1,7 +1,8 @@
 """Review of ferroptim.distributed: edge cases of DistributedOptimizer, ZeroRedundancyOptimizer and
-the broadcasts. The ``test_finding_*`` tests fail on the code they were written against (each
-names what goes wrong); the others pass and cover what tests/mpi had not (gradient settings,
-odd layouts, add_param_group after steps, bfloat16 / NAdam / amsgrad state round trips).
+the broadcasts. The ``test_regression_*`` tests failed on the code of their review; each
+docstring tells the defect as it was, before its fix. The others cover what tests/mpi had not
+(gradient settings, odd layouts, add_param_group after steps, bfloat16 / NAdam / amsgrad state
+round trips).
 
 Every test makes the same collective calls on every rank (tests/mpi/conftest.py), and a failing
 one fails on every rank without leaving a rank in a collective.
@@ -49,12 +50,12 @@ def bits_equal(a: Any, b: Any) -> bool:
     return bool(np.array_equal(np.asarray(a), np.asarray(b)))
 
 
-# --- findings (fail on the reviewed code) ---------------------------------------------------
+# --- regressions (failed on the reviewed code) ---------------------------------------------------
 
 
-def test_finding_synchronize_then_step_with_a_closure_keeps_replicas_identical() -> None:
+def test_regression_synchronize_then_step_with_a_closure_keeps_replicas_identical() -> None:
     """``synchronize()`` then ``step(closure)``: the closure recomputes this rank's gradients,
-    and the step must reduce them (or refuse). distributed.py:617-621 runs the closure, then
+    and the step must reduce them (or refuse). The code ran the closure, then
     skips the exchange because ``_synchronized`` is set, so each rank steps on its own
     gradient and the replicas diverge silently."""
     p = fo.Parameter(np.linspace(-1.0, 1.0, 5))
@@ -79,10 +80,10 @@ def test_finding_synchronize_then_step_with_a_closure_keeps_replicas_identical()
         np.testing.assert_allclose(p, expected, **TOL[np.float64])
 
 
-def test_finding_synchronize_with_grads_then_step_without_them_is_refused_or_reduced() -> None:
+def test_regression_synchronize_with_grads_then_step_without_them_is_refused_or_reduced() -> None:
     """``synchronize(grads=g)`` reduces ``g`` but writes nothing into ``p.grad``; a following
     ``step()`` (without ``grads=``) then steps on every rank's own, unreduced ``p.grad``
-    (distributed.py:618-627) and the replicas diverge without an error. The wrapper knows
+    and the replicas diverge without an error. The wrapper knows
     which gradients it reduced: it should refuse the mismatch (or reduce ``p.grad``)."""
     p = fo.Parameter(np.linspace(-1.0, 1.0, 5))
     opt = DistributedOptimizer(fo.SGD([p], lr=0.1))
@@ -100,12 +101,12 @@ def test_finding_synchronize_with_grads_then_step_without_them_is_refused_or_red
         assert_replicas([p])
 
 
-def test_finding_a_step_hook_that_raises_on_one_rank_raises_distributed_error_everywhere() -> None:
+def test_regression_a_step_hook_that_raises_on_one_rank_raises_distributed_error_everywhere() -> None:
     """A step pre-hook of the wrapped optimizer that raises (here ``KeyError``) on one rank:
     ``DistributedOptimizer.step`` catches only TypeError/ValueError/RuntimeError around the
-    wrapped step (distributed.py:625-630), so that rank leaves ``step()`` with the KeyError
+    wrapped step, so that rank leaves ``step()`` with the KeyError
     while every other rank waits in the collective error check for it: a hang in a real run.
-    (The closure path catches ``Exception``, distributed.py:483.) Here the failing rank
+    (The closure path caught ``Exception``.) Here the failing rank
     joins that check itself after catching the KeyError, so the test fails instead of
     hanging."""
     p = fo.Parameter(np.linspace(-1.0, 1.0, 5))
@@ -129,13 +130,13 @@ def test_finding_a_step_hook_that_raises_on_one_rank_raises_distributed_error_ev
 
 
 @pytest.mark.parametrize("path", ["grads=", "p.grad"])
-def test_finding_read_only_gradients_are_reduced_without_writing_them(path: str) -> None:
+def test_regression_read_only_gradients_are_reduced_without_writing_them(path: str) -> None:
     """Read-only gradient arrays (``np.asarray`` of a JAX array, ``np.frombuffer``) that form
     one contiguous block: the unsharded optimizer takes them, but ``synchronize`` all-reduces
-    in place into them (distributed.py:584-594, ``_span`` takes any contiguous block) and
+    in place into them and
     mpi4py raises ``BufferError: dlpack: buffer is not writable`` -- not a DistributedError,
     and on a rank whose gradients alone are read-only it raises before ``Allreduce`` while
-    the others wait there (a hang). The packed path already copies (distributed.py:598-601):
+    the others wait there (a hang). The packed path already copies:
     the span path should check ``writeable`` (and ``grads=`` should never be written)."""
     start = np.linspace(-1.0, 1.0, 6)
     p = fo.Parameter(start.copy())
@@ -153,14 +154,14 @@ def test_finding_read_only_gradients_are_reduced_without_writing_them(path: str)
 
 
 @pytest.mark.parametrize("layout", ["separate", "one buffer"])
-def test_finding_step_grads_leaves_the_callers_arrays_as_they_were(layout: str) -> None:
+def test_regression_step_grads_leaves_the_callers_arrays_as_they_were(layout: str) -> None:
     """``step(grads=...)`` hands the reduced gradients to the wrapped step. Whether it also
-    overwrites the caller's arrays with the average depends on their memory layout: separate
-    arrays are left alone, views of one buffer laid out back to back are reduced in place
-    (distributed.py:584-594). The unsharded optimizer never writes ``grads=``; a caller who
-    keeps the local gradient (to log its norm, to accumulate) gets the average instead only
-    when it happens to be flat. (Documented as "in place" for the flat buffer; at least the
-    two layouts should behave alike for ``grads=``.)"""
+     overwrites the caller's arrays with the average depends on their memory layout: separate
+     arrays are left alone, views of one buffer laid out back to back are reduced in place
+    . The unsharded optimizer never writes ``grads=``; a caller who
+     keeps the local gradient (to log its norm, to accumulate) gets the average instead only
+     when it happens to be flat. (Documented as "in place" for the flat buffer; at least the
+     two layouts should behave alike for ``grads=``.)"""
     params = [np.linspace(-1.0, 1.0, 4), np.linspace(0.0, 1.0, 6)]
     opt = DistributedOptimizer(fo.SGD(params, lr=0.1))
     local = rank_grads(params, 0)
@@ -184,11 +185,13 @@ BAD_SETTINGS = [
 
 
 @pytest.mark.parametrize(("key", "value"), BAD_SETTINGS, ids=[f"{k}={v}" for k, v in BAD_SETTINGS])
-def test_finding_zero_refuses_bad_gradient_settings_as_the_unsharded_optimizer(key: str, value: Any) -> None:
+def test_regression_zero_refuses_bad_gradient_settings_as_the_unsharded_optimizer(
+    key: str, value: Any
+) -> None:
     """A bad ``grad_scale`` / ``max_grad_norm`` / ``skip_nonfinite`` set in ``param_groups``
     (as a loss scaler or a config would): DistributedOptimizer's wrapped step refuses it
     (``_validate.grad_settings``) and nothing changes. ZeroRedundancyOptimizer's
-    ``_apply_grad_settings`` (distributed.py:899-936) uses the raw values: a negative
+    ``_apply_grad_settings`` uses the raw values: a negative
     ``grad_scale`` or ``max_grad_norm`` flips the gradient (gradient ascent), NaN makes every
     parameter NaN, ``"no"`` is truthy, and 0 raises a bare ZeroDivisionError. It should call
     ``grad_settings`` on every full group before the reduce-scatter."""
@@ -210,10 +213,10 @@ def test_finding_zero_refuses_bad_gradient_settings_as_the_unsharded_optimizer(k
     np.testing.assert_array_equal(params[0], start)
 
 
-def test_finding_zero_load_state_dict_that_fails_changes_nothing() -> None:
+def test_regression_zero_load_state_dict_that_fails_changes_nothing() -> None:
     """ZeroRedundancyOptimizer.load_state_dict of a state dict it refuses (here: two
     parameters of one shard bucket with different step counts): every rank raises
-    DistributedError, but ``_load`` (distributed.py:1000) has already loaded the dict into
+    DistributedError, but ``_load`` has already loaded the dict into
     the full optimizer, so the refused dict's hyperparameters (lr=0.5) stay and drive the next
     step. It should load into a copy (or restore ``param_groups`` on failure)."""
     params = [fo.Parameter(np.linspace(-1.0, 1.0, 7)), fo.Parameter(np.linspace(0.0, 1.0, 4))]
@@ -290,11 +293,11 @@ def test_zero_gradient_settings_match_the_distributed_optimizer(
     assert_close(zp, dp, dtype, name)
 
 
-def test_finding_zero_clip_norm_of_mixed_dtypes_is_the_unsharded_one() -> None:
+def test_regression_zero_clip_norm_of_mixed_dtypes_is_the_unsharded_one() -> None:
     """``max_grad_norm`` over float64 and float32 gradients: the unsharded optimizer (as
     torch's ``clip_grad_norm_``) takes each tensor's norm in the tensor's dtype, so a float32
     tensor's norm is rounded to float32 before the float64 total. ZeRO's
-    ``_apply_grad_settings`` (distributed.py:913-933) sums the squares of all shards in
+    ``_apply_grad_settings`` sums the squares of all shards in
     float64 instead, so the clip coefficient -- and every clipped float64 parameter -- differs
     from DistributedOptimizer's by float32 rounding (about 1e-8 relative), not by the
     reduction order (1e-16) that issue 7 allows. One SGD step with lr=1 from zeros shows
