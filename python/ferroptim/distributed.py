@@ -749,7 +749,7 @@ class ZeroRedundancyOptimizer:
     group's parameters are gathered into a flat copy (one more vector per dtype) and copied
     out. ``p.grad`` keeps this rank's own gradient. The trajectory equals
     :class:`DistributedOptimizer`'s up to the rounding of the reduction order (and, with
-    ``state_dtype="bfloat16"``, the stochastic rounding stream, which is keyed by position).
+    ``state_dtype="bfloat16"``, the stochastic rounding stream, keyed by position and rank).
 
     Args:
         params: arrays or param-group dicts, as for any optimizer (the same on every rank).
@@ -842,12 +842,17 @@ class ZeroRedundancyOptimizer:
         group["params"] = [b.shard for b in self._buckets[gi]]
         return group
 
-    @staticmethod
-    def _settings(group: Mapping[str, Any]) -> dict[str, Any]:
+    def _settings(self, group: Mapping[str, Any]) -> dict[str, Any]:
         """A full group's hyperparameters for its local group: the gradient settings are
-        applied across ranks by ``step``, so locally they are off."""
+        applied across ranks by ``step``, so locally they are off; and the ``seed`` of
+        bfloat16 state's stochastic rounding is mixed with the rank, so that the ranks'
+        shards (which sit at the same positions of their local optimizers) draw different
+        rounding streams."""
         settings = {k: v for k, v in group.items() if k not in ("params", "param_names")}
         settings.update(GRAD_DEFAULTS)
+        seed = settings.get("seed")
+        if type(seed) is int and 0 <= seed < 2**64:  # (a bad seed is left for the step to name)
+            settings["seed"] = (seed + self.comm.rank * 0x9E3779B97F4A7C15) % 2**64
         return settings
 
     def add_param_group(self, param_group: Mapping[str, Any]) -> None:
@@ -1024,22 +1029,24 @@ class ZeroRedundancyOptimizer:
         groups = self._full.state_dict()["param_groups"]
         return {"state": self._consolidated["state"], "param_groups": groups}
 
-    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+    def load_state_dict(self, state_dict: Mapping[str, Any], match: str = "order") -> None:
         """Loads a normal (unsharded) state dict of ``optimizer_class`` over ``params`` (one
-        from :meth:`state_dict`, or from an unsharded optimizer): every rank keeps its
-        shard. Collective: every rank calls it with the same state dict."""
+        from :meth:`state_dict`, or from an unsharded optimizer; ``match`` as for
+        ``Optimizer.load_state_dict``): every rank keeps its shard. Collective: every rank
+        calls it with the same state dict; if it does not fit, every rank raises
+        :class:`DistributedError` and nothing changes."""
         error: BaseException | None = None
         groups = list(self._full.param_groups)
         try:
-            self._load(state_dict)
+            self._load(state_dict, match)
         except Exception as err:
             self._full.param_groups[:] = groups  # a refused state dict changes nothing
             error = err
         _agree(self.comm, error, "ZeroRedundancyOptimizer.load_state_dict")
 
-    def _load(self, state_dict: Mapping[str, Any]) -> None:
+    def _load(self, state_dict: Mapping[str, Any], match: str) -> None:
         full = self._full
-        full.load_state_dict(state_dict)  # checks everything, and takes the hyperparameters
+        full.load_state_dict(state_dict, match=match)  # checks everything, takes the hyperparameters
         try:
             exported = full.state_dict()["state"]  # bfloat16 state as float32, as saved
         finally:

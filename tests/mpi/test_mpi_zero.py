@@ -400,3 +400,18 @@ def test_gradient_settings_act_across_shards(settings: dict[str, Any], dtype: An
                 p.grad = g * dtype(scale)
             unclipped.step()
         assert any(not np.allclose(a, b, rtol=1e-3) for a, b in zip(free, zero_params))
+
+
+def test_bfloat16_shards_draw_different_rounding_streams() -> None:
+    """Every rank's shard sits at the same position of its local optimizer; with one seed
+    their stochastic rounding would repeat the same random bits on every rank. Here every
+    shard sees the same values, so the rounded state tells the streams apart."""
+    m = 4096
+    param = fo.Parameter(np.full(SIZE * m, 0.5, dtype=np.float32))
+    zero = ZeroRedundancyOptimizer([param], fo.Adam, lr=1e-3, state_dtype="bfloat16", seed=3)
+    for t in range(3):
+        param.grad = np.full(SIZE * m, 0.1 + 0.01 * t, dtype=np.float32)  # not a bfloat16 value
+        zero.step()
+    (state,) = zero.optim.state.values()
+    bits = COMM.allgather(state["exp_avg"].tobytes())
+    assert len(set(bits)) == SIZE, "the ranks' shards rounded with the same random stream"
