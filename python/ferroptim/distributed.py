@@ -620,7 +620,7 @@ class DistributedOptimizer:
         MPI = _mpi()
         for piece in _chunks(buffer.size, buffer.itemsize, cap):
             self.comm.Allreduce(MPI.IN_PLACE, buffer[piece], op=MPI.SUM)
-        if self.op == "average":
+        if self.op == "average" and self.comm.size > 1:  # (x / 1 == x: no pass for one rank)
             np.divide(buffer, buffer.dtype.type(self.comm.size), out=buffer)
         return buffer.nbytes
 
@@ -910,7 +910,8 @@ class ZeroRedundancyOptimizer:
             for b in buckets:
                 send = b.send_buffer([per_group[gi][i] for i in b.index])
                 comm.Reduce_scatter(send, b.shard_grad, recvcounts=b.counts, op=MPI.SUM)
-                np.divide(b.shard_grad, b.dtype.type(comm.size), out=b.shard_grad)
+                if comm.size > 1:
+                    np.divide(b.shard_grad, b.dtype.type(comm.size), out=b.shard_grad)
                 sent += send.nbytes
         if not self._apply_grad_settings(settings):
             self.last_step_bytes = sent
