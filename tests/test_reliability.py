@@ -697,9 +697,11 @@ def test_rmsprop_options_switched_on_mid_run_start_their_buffers_at_zero():
     assert opt.state[p]["step"] == 2.0
 
 
-@pytest.mark.parametrize("name", fo.__all__)
+@pytest.mark.parametrize("name", fo.__all__ + [f"distributed.{name}" for name in fo.distributed.__all__])
 def test_every_public_name_and_method_has_a_docstring(name):
-    obj = getattr(fo, name)
+    obj = fo
+    for part in name.split("."):
+        obj = getattr(obj, part)
     assert (obj.__doc__ or "").strip(), f"ferroptim.{name} has no docstring"
     if inspect.isclass(obj):
         for klass in obj.__mro__:
