@@ -10,6 +10,7 @@ call succeeded. So a bad input raises and leaves parameters and state as they we
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import math
@@ -60,6 +61,52 @@ _stepping = threading.local()
 _hooked_steps: weakref.WeakSet[Callable[..., Any]] = weakref.WeakSet()
 
 
+def _has_step_hooks(optimizer: Any) -> bool:
+    return bool(
+        _global_optimizer_pre_hooks
+        or _global_optimizer_post_hooks
+        or optimizer._optimizer_step_pre_hooks
+        or optimizer._optimizer_step_post_hooks
+    )
+
+
+def _run_pre_hooks(optimizer: Any, args: Any, kwargs: Any) -> tuple[Any, Any]:
+    """The global then the optimizer's own step pre hooks; returns the step's arguments,
+    which each hook may replace by returning ``(new_args, new_kwargs)``."""
+    for pre_hook in list(
+        chain(_global_optimizer_pre_hooks.values(), optimizer._optimizer_step_pre_hooks.values())
+    ):
+        result = pre_hook(optimizer, args, kwargs)
+        if result is not None:
+            if isinstance(result, tuple) and len(result) == 2:
+                args, kwargs = result
+            else:
+                raise RuntimeError(
+                    f"{pre_hook} must return None or a tuple of (new_args, new_kwargs), but got {result}."
+                )
+    return args, kwargs
+
+
+def _run_post_hooks(optimizer: Any, args: Any, kwargs: Any) -> None:
+    """The optimizer's own then the global step post hooks."""
+    for post_hook in list(
+        chain(optimizer._optimizer_step_post_hooks.values(), _global_optimizer_post_hooks.values())
+    ):
+        post_hook(optimizer, args, kwargs)
+
+
+@contextlib.contextmanager
+def _hooks_running(optimizer: Any) -> Iterator[None]:
+    """Marks ``optimizer``'s hooked step as running in this thread: a ``step()`` of it called
+    inside (a subclass's ``super().step()``, a wrapper's inner step) runs no hooks."""
+    running: set[int] = _stepping.__dict__.setdefault("ids", set())
+    running.add(id(optimizer))
+    try:
+        yield
+    finally:
+        running.discard(id(optimizer))
+
+
 def _with_step_hooks(func: Callable[..., Any]) -> Callable[..., Any]:
     """Wraps an optimizer's ``step`` as torch does: global then per-optimizer pre hooks,
     each of which may return ``(new_args, new_kwargs)`` (``args`` starts with the
@@ -68,36 +115,12 @@ def _with_step_hooks(func: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(func)
     def step(*args: Any, **kwargs: Any) -> Any:
         self = args[0]
-        if not (
-            _global_optimizer_pre_hooks
-            or _global_optimizer_post_hooks
-            or self._optimizer_step_pre_hooks
-            or self._optimizer_step_post_hooks
-        ):
-            return func(*args, **kwargs)  # no hooks: nothing to run around the step
-        running: set[int] = _stepping.__dict__.setdefault("ids", set())
-        if id(self) in running:
-            return func(*args, **kwargs)
-        for pre_hook in list(
-            chain(_global_optimizer_pre_hooks.values(), self._optimizer_step_pre_hooks.values())
-        ):
-            result = pre_hook(self, args, kwargs)
-            if result is not None:
-                if isinstance(result, tuple) and len(result) == 2:
-                    args, kwargs = result
-                else:
-                    raise RuntimeError(
-                        f"{func} must return None or a tuple of (new_args, new_kwargs), but got {result}."
-                    )
-        running.add(id(self))
-        try:
+        if not _has_step_hooks(self) or id(self) in _stepping.__dict__.setdefault("ids", set()):
+            return func(*args, **kwargs)  # no hooks, or inside a hooked step of this optimizer
+        args, kwargs = _run_pre_hooks(self, args, kwargs)
+        with _hooks_running(self):
             out = func(*args, **kwargs)
-        finally:
-            running.discard(id(self))
-        for post_hook in list(
-            chain(self._optimizer_step_post_hooks.values(), _global_optimizer_post_hooks.values())
-        ):
-            post_hook(self, args, kwargs)
+        _run_post_hooks(self, args, kwargs)
         return out
 
     _hooked_steps.add(step)

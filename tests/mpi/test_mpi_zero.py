@@ -34,7 +34,12 @@ from _dp import (
 )
 
 import ferroptim as fo
-from ferroptim.distributed import DistributedOptimizer, ZeroRedundancyOptimizer, check_replicas
+from ferroptim.distributed import (
+    DistributedError,
+    DistributedOptimizer,
+    ZeroRedundancyOptimizer,
+    check_replicas,
+)
 
 DTYPES = [np.float64, np.float32]
 
@@ -415,3 +420,56 @@ def test_bfloat16_shards_draw_different_rounding_streams() -> None:
     (state,) = zero.optim.state.values()
     bits = COMM.allgather(state["exp_avg"].tobytes())
     assert len(set(bits)) == SIZE, "the ranks' shards rounded with the same random stream"
+
+
+def test_step_hooks_run_once_with_the_zero_optimizer() -> None:
+    """Own and global step hooks see the ZeroRedundancyOptimizer, once per step (not its
+    local shard optimizer); a pre hook's returned arguments are the step's."""
+    from ferroptim.optimizer import register_optimizer_step_post_hook
+
+    params = [fo.Parameter(np.linspace(-1.0, 1.0, 7))]
+    zero = ZeroRedundancyOptimizer(params, fo.SGD, lr=0.5)
+    dp_params = [fo.Parameter(np.linspace(-1.0, 1.0, 7))]
+    dp = DistributedOptimizer(fo.SGD(dp_params, lr=0.5))
+    seen: list[tuple[str, Any]] = []
+    grads = rank_grads([p.shape for p in params], [np.float64], 0)
+
+    def pre(optimizer: Any, args: Any, kwargs: Any) -> Any:
+        seen.append(("pre", optimizer))
+        return args, {"grads": grads}  # the step takes these instead of .grad (None here)
+
+    handles = [
+        zero.register_step_pre_hook(pre),
+        zero.register_step_post_hook(lambda o, a, k: seen.append(("post", o))),
+        register_optimizer_step_post_hook(lambda o, a, k: seen.append(("global post", o))),
+    ]
+    try:
+        zero.step()
+        dp.step(grads=grads)
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert seen[:3] == [("pre", zero), ("post", zero), ("global post", zero)]
+    assert [name for name, _ in seen] == ["pre", "post", "global post", "global post"]  # + dp's own
+    assert_replicas(params)
+    assert_same_trajectory(params, dp_params, np.float64, "hooked step")
+
+
+def test_a_pre_hook_that_raises_on_one_rank_raises_on_every_rank() -> None:
+    params = [fo.Parameter(np.linspace(-1.0, 1.0, 7))]
+    zero = ZeroRedundancyOptimizer(params, fo.SGD, lr=0.5)
+
+    def pre(optimizer: Any, args: Any, kwargs: Any) -> None:
+        if RANK == SIZE - 1:
+            raise KeyError("the hook's lookup failed")
+
+    handle = zero.register_step_pre_hook(pre)
+    params[0].grad = np.ones(7)
+    with pytest.raises(DistributedError, match=f"rank {SIZE - 1}: KeyError"):
+        zero.step(lambda: 0.0)  # with a closure: the hook's error is checked with the closure's
+    with pytest.raises(DistributedError, match=f"rank {SIZE - 1}: KeyError"):
+        zero.step()
+    np.testing.assert_array_equal(params[0], np.linspace(-1.0, 1.0, 7))
+    handle.remove()
+    zero.step()
+    assert_replicas(params)

@@ -156,16 +156,21 @@ def _exchange_plan(
     return params, checked, has_grad
 
 
-def _run_closure(comm: Any, closure: Callable[[], Any] | None) -> Any:
-    """Runs a step's closure (if given) under the collective error check: if it raises on
-    any rank, every rank raises :class:`DistributedError` before the gradient exchange."""
+def _run_closure(
+    comm: Any, closure: Callable[[], Any] | None, error: BaseException | None = None
+) -> tuple[Any, BaseException | None]:
+    """Runs a step's closure (if given, and if this rank has no ``error`` yet, from a step
+    pre hook) under the collective error check: if either fails on any rank, every rank
+    raises :class:`DistributedError` before the gradient exchange. Returns the loss and
+    the error still to be checked (without a closure, ``error`` waits for the exchange's
+    check)."""
     if closure is None:
-        return None
-    error: BaseException | None = None
+        return None, error
     loss = None
-    try:
-        loss = closure()
-    except Exception as err:
-        error = err
-    _agree(comm, error, "the closure")
-    return loss
+    if error is None:
+        try:
+            loss = closure()
+        except Exception as err:
+            error = err
+    _agree(comm, error, "the step's pre hooks or closure")
+    return loss, None

@@ -153,7 +153,7 @@ class DistributedOptimizer:
     def step(self, closure: Callable[[], Any] | None = None, *, grads: Sequence[Any] | None = None) -> Any:
         """Runs ``closure`` (if given), all-reduces the gradients and takes the wrapped
         optimizer's step on them; returns the closure's loss."""
-        loss = _run_closure(self.comm, closure)
+        loss, _ = _run_closure(self.comm, closure)
         synchronized, self._synchronized = self._synchronized, None
         reduced: Sequence[Any] | None = grads
         if closure is None and synchronized is not None:  # reduced by synchronize(): as they are

@@ -3,6 +3,7 @@ one shard of the flat parameters."""
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -13,7 +14,8 @@ from .._validate import GRAD_DEFAULTS, grad_settings
 from ..adagrad_norm import AdagradNorm
 from ..adam import Adam
 from ..flat import _buffered
-from ..optimizer import Optimizer
+from ..hooks import RemovableHandle, register
+from ..optimizer import Optimizer, _has_step_hooks, _hooks_running, _run_post_hooks, _run_pre_hooks
 from ._collective import DistributedError, _agree, _comm, _exchange_plan, _mpi, _root, _run_closure, _sites
 from ._flat import _offsets, _pack, _span, _views
 
@@ -136,6 +138,8 @@ class ZeroRedundancyOptimizer:
         self.last_step_skipped = False
         self.skipped_steps = 0
         self._consolidated: dict[str, Any] | None = None
+        self._optimizer_step_pre_hooks: OrderedDict[int, Callable[..., Any]] = OrderedDict()
+        self._optimizer_step_post_hooks: OrderedDict[int, Callable[..., Any]] = OrderedDict()
         self._buckets: list[list[_Bucket]] = []
         self._held = [0] * self.comm.size
         for gi in range(len(self._full.param_groups)):
@@ -222,18 +226,53 @@ class ZeroRedundancyOptimizer:
     # --- the step -----------------------------------------------------------------------
     def step(self, closure: Callable[[], Any] | None = None, *, grads: Sequence[Any] | None = None) -> Any:
         """Runs ``closure`` (if given), then reduce-scatter, local step, all-gather; returns
-        the closure's loss."""
+        the closure's loss.
+
+        Step hooks run as for any optimizer, with this one as their first argument: the
+        global and the ``register_step_pre_hook`` ones first (a pre hook that raises on any
+        rank makes every rank raise :class:`DistributedError`), the post hooks after the
+        all-gather, on each rank as code after ``step()`` would run. ``optim``'s step runs
+        no hooks."""
+        args: tuple[Any, ...] = (self,) if closure is None else (self, closure)
+        kwargs: dict[str, Any] = {} if grads is None else {"grads": grads}
+        hooked = _has_step_hooks(self)
+        error: BaseException | None = None
+        if hooked:
+            try:
+                args, kwargs = _run_pre_hooks(self, args, kwargs)
+                closure, grads = _step_arguments(*args[1:], **kwargs)
+            except Exception as err:
+                error = err
+        loss = self._step(closure, grads, error)
+        if hooked:
+            _run_post_hooks(self, args, kwargs)
+        return loss
+
+    def register_step_pre_hook(self, hook: Callable[..., Any]) -> RemovableHandle:
+        """Registers ``hook(optimizer, args, kwargs) -> None or (new_args, new_kwargs)``,
+        called before each ``step()`` (after the global pre hooks), as
+        ``Optimizer.register_step_pre_hook``. Returns a handle whose ``remove()``
+        unregisters it."""
+        return register(self._optimizer_step_pre_hooks, hook)
+
+    def register_step_post_hook(self, hook: Callable[..., Any]) -> RemovableHandle:
+        """Registers ``hook(optimizer, args, kwargs) -> None``, called after each ``step()``
+        (before the global post hooks). Returns a handle whose ``remove()`` unregisters it."""
+        return register(self._optimizer_step_post_hooks, hook)
+
+    def _step(
+        self, closure: Callable[[], Any] | None, grads: Sequence[Any] | None, error: BaseException | None
+    ) -> Any:
         MPI = _mpi()
         comm = self.comm
-        loss = _run_closure(self.comm, closure)
+        loss, invalid = _run_closure(self.comm, closure, error)
         groups = self.param_groups
-        invalid: BaseException | None = None
         settings = []
         for gi, group in enumerate(groups):
             try:
                 settings.append(grad_settings(group))
             except (TypeError, ValueError) as err:
-                invalid = type(err)(f"param_groups[{gi}]: {err}")
+                invalid = invalid or type(err)(f"param_groups[{gi}]: {err}")
         params, local, has_grad = _exchange_plan(comm, groups, grads, "ZeroRedundancyOptimizer.step", invalid)
         if not has_grad.all():
             missing = _sites(groups)[int(np.argmin(has_grad))]
@@ -259,12 +298,13 @@ class ZeroRedundancyOptimizer:
         if not self._apply_grad_settings(settings):
             self.last_step_bytes = sent
             return loss
-        error: BaseException | None = None
+        error = None
         try:
             for buckets in self._buckets:
                 for b in buckets:
                     b.load_shard()
-            self.optim.step()
+            with _hooks_running(self.optim):  # this step's hooks ran in step()
+                self.optim.step()
         except Exception as err:  # hooks too: every rank must reach the check below
             error = err
         _agree(comm, error, "the local optimizer step")
@@ -437,3 +477,10 @@ class ZeroRedundancyOptimizer:
             f"ZeroRedundancyOptimizer(rank {self.comm.rank} of {self.comm.size}, "
             f"shard sizes {self.shard_sizes()}, {self._full!r})"
         )
+
+
+def _step_arguments(
+    closure: Callable[[], Any] | None = None, *, grads: Sequence[Any] | None = None
+) -> tuple[Callable[[], Any] | None, Sequence[Any] | None]:
+    """``step()``'s arguments, as a pre hook may have replaced them."""
+    return closure, grads
