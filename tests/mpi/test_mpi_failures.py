@@ -183,3 +183,17 @@ def test_a_closure_that_raises_on_one_rank_raises_on_every_rank(wrapper: str) ->
         np.testing.assert_array_equal(p, a)
     opt.step(grads=good_grads(1))
     assert_replicas(params)
+
+
+def test_ranks_in_different_steps_raise_instead_of_going_on() -> None:
+    """Rank 0 passes a closure to ``step()``, the others do not: rank 0's closure check meets
+    the others' gradient check. Every rank sees that the ranks are in different collective
+    steps and raises, and the next (agreed) step works."""
+    p = fo.Parameter(np.linspace(-1.0, 1.0, 5))
+    opt = DistributedOptimizer(fo.SGD([p], lr=0.1))
+    p.grad = np.full(5, float(RANK))
+    with pytest.raises(DistributedError, match="different collective steps"):
+        opt.step((lambda: 0.0) if RANK == 0 else None)
+    np.testing.assert_array_equal(p, np.linspace(-1.0, 1.0, 5))
+    opt.step()
+    np.testing.assert_allclose(p, np.linspace(-1.0, 1.0, 5) - 0.1 * (SIZE - 1) / 2)

@@ -51,13 +51,19 @@ def _describe(err: BaseException) -> str:
 def _agree(comm: Any, error: BaseException | None, what: str, extra: Any = None) -> list[Any]:
     """The collective error check: every rank passes its own error (or ``None``) and any
     small picklable ``extra``; returns every rank's ``extra``, or raises
-    :class:`DistributedError` on every rank when any rank had an error."""
-    gathered = comm.allgather((None if error is None else _describe(error), extra))
-    failed = [(rank, message) for rank, (message, _) in enumerate(gathered) if message is not None]
+    :class:`DistributedError` on every rank when any rank had an error. ``what`` names the
+    check: ranks that meet in different checks (one passed a closure to ``step()``, another
+    did not) raise too, instead of going on out of step."""
+    gathered = comm.allgather((what, None if error is None else _describe(error), extra))
+    places = [w for w, _, _ in gathered]
+    if any(w != what for w in places):
+        where = "; ".join(f"rank {rank}: {w}" for rank, w in enumerate(places))
+        raise DistributedError(f"the ranks called different collective steps ({where})") from error
+    failed = [(rank, message) for rank, (_, message, _) in enumerate(gathered) if message is not None]
     if failed:
         lines = "; ".join(f"rank {rank}: {message}" for rank, message in failed)
         raise DistributedError(f"{what} failed on {len(failed)} of {comm.size} ranks: {lines}") from error
-    return [e for _, e in gathered]
+    return [e for _, _, e in gathered]
 
 
 def _mismatch(comm: Any, values: list[Any], what: str) -> None:

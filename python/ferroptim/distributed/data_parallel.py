@@ -102,7 +102,7 @@ class DistributedOptimizer:
         gradients as they are, ``p.grad`` or its ``grads=`` (what this returned), without
         reducing them again; a ``step()`` with the other kind raises on every rank, and one
         with a closure (which computes new gradients) reduces those. ``zero_grad()`` cancels
-        it."""
+        it. The returned arrays are views of a buffer the next exchange reuses."""
         comm = self.comm
         self._synchronized = None
         params, local, has_grad = _exchange_plan(comm, self.param_groups, grads, "the gradient all-reduce")
@@ -147,17 +147,19 @@ class DistributedOptimizer:
         for piece in _chunks(buffer.size, buffer.itemsize, cap):
             self.comm.Allreduce(MPI.IN_PLACE, buffer[piece], op=MPI.SUM)
         if self.op == "average" and self.comm.size > 1:  # (x / 1 == x: no pass for one rank)
-            np.divide(buffer, buffer.dtype.type(self.comm.size), out=buffer)
+            with np.errstate(all="ignore"):  # as the kernels: IEEE results, never a trap
+                np.divide(buffer, buffer.dtype.type(self.comm.size), out=buffer)
         return buffer.nbytes
 
     def step(self, closure: Callable[[], Any] | None = None, *, grads: Sequence[Any] | None = None) -> Any:
         """Runs ``closure`` (if given), all-reduces the gradients and takes the wrapped
         optimizer's step on them; returns the closure's loss."""
         loss, _ = _run_closure(self.comm, closure)
-        synchronized, self._synchronized = self._synchronized, None
+        synchronized = self._synchronized
         reduced: Sequence[Any] | None = grads
         if closure is None and synchronized is not None:  # reduced by synchronize(): as they are
-            self._check_synchronized(synchronized, grads)
+            self._check_synchronized(synchronized, grads)  # (a refused step keeps them so)
+            self._synchronized = None
         else:  # (a closure computes new gradients)
             reduced = self.synchronize(grads)
             self._synchronized = None

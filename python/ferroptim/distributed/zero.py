@@ -3,6 +3,7 @@ one shard of the flat parameters."""
 
 from __future__ import annotations
 
+import numbers
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
@@ -198,8 +199,10 @@ class ZeroRedundancyOptimizer:
         settings = {k: v for k, v in group.items() if k not in ("params", "param_names")}
         settings.update(GRAD_DEFAULTS)
         seed = settings.get("seed")
-        if type(seed) is int and 0 <= seed < 2**64:  # (a bad seed is left for the step to name)
-            settings["seed"] = (seed + self.comm.rank * 0x9E3779B97F4A7C15) % 2**64
+        if isinstance(seed, numbers.Integral) and not isinstance(seed, (bool, np.bool_)):
+            seed = int(seed)
+            if 0 <= seed < 2**64:  # (a bad seed is left for the step to name)
+                settings["seed"] = (seed + self.comm.rank * 0x9E3779B97F4A7C15) % 2**64
         return settings
 
     def add_param_group(self, param_group: Mapping[str, Any]) -> None:
@@ -273,6 +276,10 @@ class ZeroRedundancyOptimizer:
                 settings.append(grad_settings(group))
             except (TypeError, ValueError) as err:
                 invalid = invalid or type(err)(f"param_groups[{gi}]: {err}")
+            for i, p in enumerate(group["params"]):
+                if not p.flags.writeable:  # the all-gather writes every parameter
+                    site = f"param_groups[{gi}]['params'][{i}]"
+                    invalid = invalid or ValueError(f"{site} is read-only (its WRITEABLE flag is off)")
         params, local, has_grad = _exchange_plan(comm, groups, grads, "ZeroRedundancyOptimizer.step", invalid)
         if not has_grad.all():
             missing = _sites(groups)[int(np.argmin(has_grad))]
@@ -293,9 +300,12 @@ class ZeroRedundancyOptimizer:
                 send = b.send_buffer([per_group[gi][i] for i in b.index])
                 comm.Reduce_scatter(send, b.shard_grad, recvcounts=b.counts, op=MPI.SUM)
                 if comm.size > 1:
-                    np.divide(b.shard_grad, b.dtype.type(comm.size), out=b.shard_grad)
+                    with np.errstate(all="ignore"):  # on this rank's shard only: must never trap
+                        np.divide(b.shard_grad, b.dtype.type(comm.size), out=b.shard_grad)
                 sent += send.nbytes
-        if not self._apply_grad_settings(settings):
+        with np.errstate(all="ignore"):  # on this rank's shard only: must never trap
+            go_on = self._apply_grad_settings(settings)
+        if not go_on:
             self.last_step_bytes = sent
             return loss
         error = None
