@@ -62,6 +62,7 @@ _hooked_steps: weakref.WeakSet[Callable[..., Any]] = weakref.WeakSet()
 
 
 def _has_step_hooks(optimizer: Any) -> bool:
+    """Whether any step hook, global or the optimizer's own, is registered."""
     return bool(
         _global_optimizer_pre_hooks
         or _global_optimizer_post_hooks
@@ -115,8 +116,10 @@ def _with_step_hooks(func: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(func)
     def step(*args: Any, **kwargs: Any) -> Any:
         self = args[0]
-        if not _has_step_hooks(self) or id(self) in _stepping.__dict__.setdefault("ids", set()):
-            return func(*args, **kwargs)  # no hooks, or inside a hooked step of this optimizer
+        if not _has_step_hooks(self):
+            return func(*args, **kwargs)  # no hooks: nothing to run around the step
+        if id(self) in _stepping.__dict__.setdefault("ids", set()):
+            return func(*args, **kwargs)  # inside a hooked step of this optimizer
         args, kwargs = _run_pre_hooks(self, args, kwargs)
         with _hooks_running(self):
             out = func(*args, **kwargs)
