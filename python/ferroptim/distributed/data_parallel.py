@@ -46,7 +46,7 @@ class DistributedOptimizer:
     wrapper, and ``fo.lr_scheduler`` schedulers accept it. ``last_step_bytes`` is the
     number of gradient bytes this rank handed to ``Allreduce`` in the last step.
 
-    Before any communication the ranks check each other (see the module docstring): a
+    Before any communication the ranks check each other (see ``ferroptim.distributed``): a
     gradient of the wrong shape or dtype on one rank, or parameters or hyperparameters that
     differ between ranks, make every rank raise :class:`DistributedError` with nothing
     changed. So does an error of the wrapped step on any rank; that step, being

@@ -113,9 +113,10 @@ class ZeroRedundancyOptimizer:
     :class:`DistributedOptimizer`'s one vector; a ring algorithm sends ``(N-1)/N`` of each,
     the same bytes on the wire as one all-reduce). ``state_dict()`` works on rank ``to`` after
     :meth:`consolidate_state_dict` and gives a normal state dict of ``optimizer_class`` over
-    ``params``; :meth:`load_state_dict` takes one on every rank. Errors follow the module's
-    collective check: one rank's bad gradient makes every rank raise
-    :class:`DistributedError` with nothing changed.
+    ``params``; :meth:`load_state_dict` takes one on every rank. The ranks check each other
+    before communicating (see ``ferroptim.distributed``): one rank's bad gradient, read-only
+    parameter or raising pre hook makes every rank raise :class:`DistributedError` with
+    nothing changed.
     """
 
     _ferroptim_wrapper = True
