@@ -54,6 +54,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _machine import cpu_model
 
 import ferroptim as fo
 
@@ -184,12 +185,7 @@ def worker(quick: bool, out: Path) -> None:
 
 
 def machine(mpirun: str) -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    cpu = cpu_model()
     version = subprocess.run([mpirun, "--version"], capture_output=True, text=True).stdout.splitlines()
     import mpi4py
 

@@ -84,6 +84,8 @@ import torch
 # until every pool's threads have gone idle: each block starts on quiet cores.
 SETTLE_S = 0.005
 
+from _machine import cpu_model  # noqa: E402
+
 import ferroptim as fo  # noqa: E402
 from ferroptim import _core  # noqa: E402
 
@@ -763,12 +765,7 @@ def overhead_row(r: dict[str, Any]) -> str:
 
 
 def machine() -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    cpu = cpu_model()
     return {
         "cpu": cpu,
         "logical_cores": os.cpu_count(),
