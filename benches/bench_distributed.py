@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import gc
 import json
 import os
 import platform
@@ -49,6 +50,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tracemalloc
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -64,6 +66,11 @@ FULL_SHAPES: dict[str, list[int]] = {
     "100×1e4": [10_000] * 100,
 }
 QUICK_SHAPES: dict[str, list[int]] = {"1×1e3": [1_000], "10×1e2": [100] * 10}
+#: The model of the memory table: four float32 arrays, as separate arrays and as one flat buffer.
+FULL_MEMORY_SHAPES = [2_500_000] * 4
+QUICK_MEMORY_SHAPES = [25_000] * 4
+LAYOUTS = ("separate arrays", "flat buffer")
+MEMORY_STEPS = 2
 FULL_RANKS = (1, 2, 4)
 QUICK_RANKS = (1, 2)
 METHODS = ("fo.Adam", "DistributedOptimizer", "ZeRO-1")
@@ -152,6 +159,43 @@ def time_case(method: str, sizes: list[int], quick: bool, comm: Any) -> dict[str
     }
 
 
+def memory_case(method: str, layout: str, sizes: list[int], comm: Any) -> dict[str, Any]:
+    """The memory ``method`` allocates on each rank for parameters of ``sizes`` (float32, as
+    separate arrays or as views of one buffer from ``fo.flatten_parameters``), traced by
+    ``tracemalloc`` from building the optimizer through ``MEMORY_STEPS`` steps: the peak,
+    and what is still held after them. The parameters and gradients themselves are
+    allocated before tracing starts. Returns the largest over the ranks."""
+    from mpi4py import MPI
+
+    rng = np.random.default_rng(1 + comm.rank)
+    arrays = [rng.standard_normal(n, dtype=np.float32) for n in sizes]
+    if layout == "flat buffer":
+        flat = fo.flatten_parameters(arrays)
+        params = flat.params
+        for p, a in zip(params, arrays):
+            p.grad = a
+    else:
+        params = [fo.Parameter(a.copy(), grad=a) for a in arrays]
+    gc.collect()
+    comm.Barrier()
+    tracemalloc.start()
+    optimizer, state_bytes = build(method, params, comm)
+    for _ in range(MEMORY_STEPS):
+        optimizer.step()
+    current, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return {
+        "ranks": comm.size,
+        "method": method,
+        "layout": layout,
+        "elements": sum(sizes),
+        "tensors": len(sizes),
+        "state_bytes": comm.allreduce(state_bytes(), op=MPI.MAX),
+        "traced_peak_bytes": comm.allreduce(peak, op=MPI.MAX),
+        "traced_current_bytes": comm.allreduce(current, op=MPI.MAX),
+    }
+
+
 def worker(quick: bool, out: Path) -> None:
     """Every case on ``MPI.COMM_WORLD``; rank 0 writes the rows to ``out`` as JSON. An
     exception on any rank aborts the job, so no rank waits forever."""
@@ -174,8 +218,13 @@ def worker(quick: bool, out: Path) -> None:
                     print(
                         f"  {comm.size} rank(s) {model} {method}: {row['median_s'] * 1e3:.2f} ms", flush=True
                     )
+        memory = [
+            memory_case(method, layout, QUICK_MEMORY_SHAPES if quick else FULL_MEMORY_SHAPES, comm)
+            for layout in LAYOUTS
+            for method in METHODS
+        ]
         if comm.rank == 0:
-            out.write_text(json.dumps(rows))
+            out.write_text(json.dumps({"times": rows, "memory": memory}))
     except Exception:
         print(f"rank {comm.rank} failed:\n{traceback.format_exc()}", file=sys.stderr, flush=True)
         comm.Abort(1)
@@ -241,6 +290,36 @@ def table(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def memory_table(rows: list[dict[str, Any]]) -> list[str]:
+    header = [
+        "layout",
+        "ranks",
+        "optimizer",
+        "Adam state / rank",
+        "traced peak / rank",
+        "traced after the steps / rank",
+        "peak vs DistributedOptimizer",
+    ]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * 3 + "---:|" * (len(header) - 3)]
+    baseline = {
+        (r["layout"], r["ranks"]): r["traced_peak_bytes"]
+        for r in rows
+        if r["method"] == "DistributedOptimizer"
+    }
+    for r in rows:
+        cells = [
+            r["layout"],
+            str(r["ranks"]),
+            r["method"],
+            human_bytes(r["state_bytes"]),
+            human_bytes(r["traced_peak_bytes"]),
+            human_bytes(r["traced_current_bytes"]),
+            f"{r['traced_peak_bytes'] / baseline[r['layout'], r['ranks']]:.2f}",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
 def driver(quick: bool, out: Path) -> int:
     mpirun = shutil.which("mpirun")
     try:
@@ -252,6 +331,7 @@ def driver(quick: bool, out: Path) -> int:
         return 0
     info = machine(mpirun)
     rows: list[dict[str, Any]] = []
+    memory: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         for ranks in QUICK_RANKS if quick else FULL_RANKS:
             result_file = Path(tmp) / f"{ranks}.json"
@@ -270,7 +350,9 @@ def driver(quick: bool, out: Path) -> int:
             if done.returncode != 0 or not result_file.exists():
                 print(f"{ranks} ranks failed (exit status {done.returncode})", file=sys.stderr)
                 return 1
-            rows += json.loads(result_file.read_text())
+            result = json.loads(result_file.read_text())
+            rows += result["times"]
+            memory += result["memory"]
     title = "bench_distributed --quick" if quick else "bench_distributed"
     lines = [
         f"# {title}: data-parallel Adam (float32) on MPI",
@@ -283,10 +365,20 @@ def driver(quick: bool, out: Path) -> int:
         "state = the optimizer's arrays on one rank.",
         "",
         *table(rows),
+        "",
+        f"Memory per rank: Adam on {memory[0]['tensors']} float32 arrays of "
+        f"{memory[0]['elements'] // memory[0]['tensors']:,} elements, separate or views of one "
+        "buffer (`fo.flatten_parameters`): every array the optimizer allocates, traced by "
+        f"`tracemalloc` from its construction through {MEMORY_STEPS} steps (the parameters and "
+        "gradients themselves not counted); the largest over the ranks.",
+        "",
+        *memory_table(memory),
     ]
     out.mkdir(parents=True, exist_ok=True)
     (out / "distributed.md").write_text("\n".join(lines) + "\n")
-    (out / "distributed.json").write_text(json.dumps({"machine": info, "rows": rows}, indent=1) + "\n")
+    (out / "distributed.json").write_text(
+        json.dumps({"machine": info, "rows": rows, "memory": memory}, indent=1) + "\n"
+    )
     print("\n".join(lines))
     return 0
 
