@@ -15,9 +15,10 @@ the same float32 parameters and its own random gradients; each case times
 on one flat parameter of 1e6 and of 1e7 elements, and on 100 tensors of 1e4 (``--quick``:
 1e3 elements, and 10 tensors of 100). Every step starts after a barrier; its time is the
 slowest rank's; the table gives the median over the timed steps (after two warm-up steps,
-the first of which allocates the state; as many steps as fill about 2 s, 5 to 30, or 3
-with ``--quick``). After the timed steps the parameters must be bit-identical on all ranks
-(``check_replicas``), else the exit status is 1.
+the first of which allocates the state; as many steps as fill about 2 s, 5 to 30). With
+``--quick``, each case takes 3 steps in each of 3 passes over all cases, so that a burst of
+other work on the machine cannot cover every sample of a case. After the timed steps the
+parameters must be bit-identical on all ranks (``check_replicas``), else the exit status is 1.
 
 Columns: *payload* is ``last_step_bytes``, the bytes this rank handed to the collectives in
 one step. *Ring bytes sent* is what a ring algorithm sends per rank for a gradient of S
@@ -25,7 +26,16 @@ bytes: an all-reduce 2(N-1)/N·S, and ZeRO-1's reduce-scatter plus all-gather th
 (N-1)/N·S + (N-1)/N·S (Rajbhandari et al. 2020, section 7); Open MPI picks its own
 algorithm, which on one machine copies through shared memory. *State* is the optimizer
 state on one rank: ``state_nbytes()`` for ZeRO, the arrays in ``optimizer.state`` for the
-others (Adam: ``exp_avg`` and ``exp_avg_sq``, 8 bytes per float32 parameter).
+others (Adam: ``exp_avg`` and ``exp_avg_sq``, 8 bytes per float32 parameter). *Rank CPU /
+wall* is the lowest over the ranks of a rank's CPU time (all its threads) over its wall time
+in the timed steps. A rank that waits for another inside MPI polls, so it stays on its CPU.
+A share well below 100% (or below the thread count) means other processes took its core, and
+the time then measures the machine's load, not the step.
+
+*Memory* is the total a rank allocates for the optimizer, traced by ``tracemalloc`` (NumPy
+reports its arrays to it) from building the optimizer through two steps, with Adam on four
+float32 arrays (2.5e6 elements each; ``--quick``: 2.5e4), separate or views of one buffer
+(``fo.flatten_parameters``): the peak, and what is still held after the steps.
 
 Each rank steps with ``max(1, cores // N)`` ferroptim threads, and ``--bind-to none`` lets
 them use every core (Open MPI otherwise pins a single rank to one core). On a 2-core
@@ -78,6 +88,9 @@ WARMUP_STEPS = 2
 BUDGET_S = 2.0
 FULL_STEPS = (5, 30)  # fewest, most timed steps
 QUICK_STEPS = 3
+#: With ``--quick``, every case is timed in this many passes over all cases, so that its
+#: samples are spread over the run rather than taken within a millisecond.
+QUICK_PASSES = 3
 WORKER_TIMEOUT_S = 600
 LR = 1e-3
 
@@ -128,13 +141,19 @@ def time_case(method: str, sizes: list[int], quick: bool, comm: Any) -> dict[str
     del values, grads
     optimizer, state_bytes = build(method, params, comm)
 
+    on_cpu = [0.0, 0.0]  # this rank's CPU time and wall time in the timed steps
+
     def step() -> float:
         comm.Barrier()
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         optimizer.step()
-        return comm.allreduce(time.perf_counter() - start, op=MPI.MAX)
+        wall = time.perf_counter() - start
+        on_cpu[0] += time.process_time() - cpu
+        on_cpu[1] += wall
+        return comm.allreduce(wall, op=MPI.MAX)
 
     warmup = [step() for _ in range(WARMUP_STEPS)]
+    on_cpu[:] = [0.0, 0.0]
     fewest, most = FULL_STEPS
     steps = QUICK_STEPS if quick else max(fewest, min(most, int(BUDGET_S / max(warmup[-1], 1e-6))))
     times = [step() for _ in range(steps)]
@@ -150,8 +169,9 @@ def time_case(method: str, sizes: list[int], quick: bool, comm: Any) -> dict[str
         "method": method,
         "elements": n,
         "tensors": len(sizes),
-        "steps": steps,
-        "median_s": statistics.median(times),
+        "times_s": times,
+        "cpu_s": on_cpu[0],
+        "wall_s": on_cpu[1],
         "payload_bytes": comm.allreduce(payload, op=MPI.MAX),
         "ring_bytes_sent": ring,
         "state_bytes": comm.allreduce(state_bytes(), op=MPI.MAX),
@@ -169,13 +189,13 @@ def memory_case(method: str, layout: str, sizes: list[int], comm: Any) -> dict[s
 
     rng = np.random.default_rng(1 + comm.rank)
     arrays = [rng.standard_normal(n, dtype=np.float32) for n in sizes]
+    params: list[fo.Parameter] = []
     if layout == "flat buffer":
-        flat = fo.flatten_parameters(arrays)
-        params = flat.params
+        params += fo.flatten_parameters(arrays).params
         for p, a in zip(params, arrays):
             p.grad = a
     else:
-        params = [fo.Parameter(a.copy(), grad=a) for a in arrays]
+        params += [fo.Parameter(a.copy(), grad=a) for a in arrays]
     gc.collect()
     comm.Barrier()
     tracemalloc.start()
@@ -206,18 +226,31 @@ def worker(quick: bool, out: Path) -> None:
     comm = MPI.COMM_WORLD
     try:
         fo.set_num_threads(max(1, (os.cpu_count() or 1) // comm.size))
-        rows = []
-        for model, sizes in (QUICK_SHAPES if quick else FULL_SHAPES).items():
-            for method in METHODS:
-                if method == "fo.Adam" and comm.size > 1:
-                    continue
+        cases = [
+            (model, sizes, method)
+            for model, sizes in (QUICK_SHAPES if quick else FULL_SHAPES).items()
+            for method in METHODS
+            if not (method == "fo.Adam" and comm.size > 1)
+        ]
+        rows: list[dict[str, Any]] = []
+        for _ in range(QUICK_PASSES if quick else 1):
+            for i, (model, sizes, method) in enumerate(cases):
                 row = time_case(method, sizes, quick, comm)
-                row["model"] = model
-                rows.append(row)
-                if comm.rank == 0:
-                    print(
-                        f"  {comm.size} rank(s) {model} {method}: {row['median_s'] * 1e3:.2f} ms", flush=True
-                    )
+                if len(rows) == i:
+                    rows.append({**row, "model": model, "times_s": [], "cpu_s": 0.0, "wall_s": 0.0})
+                for key in ("times_s", "cpu_s", "wall_s"):
+                    rows[i][key] += row[key]
+        for row in rows:
+            row["steps"] = len(row["times_s"])
+            row["median_s"] = statistics.median(row["times_s"])
+            # the least a rank was on a CPU while it stepped (its threads' CPU time over the
+            # wall time): below 100% when other processes took its core
+            row["cpu_share"] = comm.allreduce(row.pop("cpu_s") / row.pop("wall_s"), op=MPI.MIN)
+            if comm.rank == 0:
+                print(
+                    f"  {comm.size} rank(s) {row['model']} {row['method']}: {row['median_s'] * 1e3:.2f} ms",
+                    flush=True,
+                )
         memory = [
             memory_case(method, layout, QUICK_MEMORY_SHAPES if quick else FULL_MEMORY_SHAPES, comm)
             for layout in LAYOUTS
@@ -270,6 +303,7 @@ def table(rows: list[dict[str, Any]]) -> list[str]:
         "ring bytes sent / rank / step",
         "Adam state / rank",
         "state vs unsharded",
+        "rank CPU / wall",
     ]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * 3 + "---:|" * (len(header) - 3)]
     baseline = {r["model"]: r["median_s"] for r in rows if r["method"] == "fo.Adam"}
@@ -285,6 +319,7 @@ def table(rows: list[dict[str, Any]]) -> list[str]:
             human_bytes(r["ring_bytes_sent"]),
             human_bytes(r["state_bytes"]),
             f"{r['state_bytes'] / r['unsharded_state_bytes']:.3f}",
+            f"{r['cpu_share']:.0%}",
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
