@@ -131,10 +131,11 @@ class ZeroRedundancyOptimizer:
     **Memory per rank.** For ``n`` elements of ``b`` bytes over ``N`` ranks, beyond the
     parameters and gradients, it holds:
 
-    - the optimizer state of the shard, ``s·n/N`` for ``s`` state arrays (Adam: 2);
+    - the optimizer state of the shard, ``s·n·b/N`` for ``s`` state arrays (Adam: 2);
     - the shard's reduced gradient, ``n·b/N``;
-    - the staging buffer, ``min(bucket_cap_mb MiB, n·b)`` (none when both the parameters
-      and the gradients are flat buffers).
+    - one staging buffer for all buckets, ``min(cap, n·b)`` with ``cap`` =
+      ``bucket_cap_mb`` MiB (never less than one element per rank), kept between steps;
+      none when both the parameters and the gradients are flat buffers.
 
     In total that is ``(s + 1)·n·b/N + min(cap, n·b)``.
     :class:`DistributedOptimizer` holds ``s·n·b`` of state plus, for separate gradient
@@ -143,7 +144,8 @@ class ZeroRedundancyOptimizer:
     with one (SGD with momentum, Adagrad, RMSprop, Lion) it holds less from three ranks on,
     and at most as much at two. The bound has one exception: a parameter that is neither
     C-contiguous nor 1-D, where no single view holds its part of the shard. That part is a
-    staged copy, which adds at most ``n·b/N``.
+    staged copy, which adds at most ``n·b/N``. Beyond the bound, ``max_grad_norm`` and
+    ``skip_nonfinite`` allocate transient copies of at most the shard's size during a step.
 
     Args:
         params: arrays or param-group dicts, as for any optimizer (the same on every rank).
