@@ -28,9 +28,10 @@ algorithm, which on one machine copies through shared memory. *State* is the opt
 state on one rank: ``state_nbytes()`` for ZeRO, the arrays in ``optimizer.state`` for the
 others (Adam: ``exp_avg`` and ``exp_avg_sq``, 8 bytes per float32 parameter). *Rank CPU /
 wall* is the lowest over the ranks of a rank's CPU time (all its threads) over its wall time
-in the timed steps. A rank that waits for another inside MPI polls, so it stays on its CPU.
-A share well below 100% (or below the thread count) means other processes took its core, and
-the time then measures the machine's load, not the step.
+in the timed steps. A rank that waits for another inside MPI polls, so it stays on its CPU:
+on a quiet machine the share is about ``cores / ranks``, at most 100% per thread. A share well
+below that means other processes took the rank's core, and the time then measures the
+machine's load, not the step.
 
 *Memory* is the total a rank allocates for the optimizer, traced by ``tracemalloc`` (NumPy
 reports its arrays to it) from building the optimizer through two steps, with Adam on four
