@@ -189,3 +189,9 @@ def test_exchanges_in_rounds_match_one_exchange_on_every_layout(
         if SIZE == 2:
             assert bits(again) == bits(zp), f"step {t + 1}: resumed and uninterrupted differ"
         assert_replicas(again)
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, True, "25", float("nan")])
+def test_a_bad_bucket_cap_mb_is_refused(bad: Any) -> None:
+    with pytest.raises(ValueError, match="bucket_cap_mb must be a positive number or None"):
+        ZeroRedundancyOptimizer([np.zeros(3)], fo.SGD, lr=0.1, bucket_cap_mb=bad)
