@@ -228,9 +228,9 @@ class Trace:
 def run_gradient(
     problem: Problem, b0: float, *, until: float, max_iter: int, factory: Factory | None = None
 ) -> Trace:
-    """Runs AdaGrad-Norm from ``b0`` (``factory``, default ``adagrad_norm``) or, with
-    ``factory=None`` and ``fixed=True`` via ``run_fixed``, GD; stops once ``a_k ≤ until``,
-    after ``max_iter`` steps, or when ``F`` leaves 10¹⁰·(F(θ₀) − F* + 1) (diverged)."""
+    """AdaGrad-Norm from ``b0``, built by ``factory`` (default ``adagrad_norm``), on the
+    full gradient; stops once ``a_k ≤ until``, after ``max_iter`` steps, or when
+    ``F − F*`` passes ``10¹⁰(F(θ₀) − F* + 1)`` (diverged)."""
     theta = fo.Parameter(problem.theta0.copy())
     opt = (factory or adagrad_norm)([theta], b0)
     return _trace(problem, "AdaGrad-Norm", b0, theta, opt, until, max_iter, opt.b)
