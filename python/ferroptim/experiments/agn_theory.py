@@ -407,7 +407,7 @@ class Claim2:
     def ok(self) -> bool:
         if self.bound is None:
             return True
-        return self.observed is not None and self.observed <= self.bound
+        return self.observed is not None and self.observed <= math.ceil(self.bound)
 
 
 def fixed_bound(b: float, L: float, F0: float, eps: float) -> float | None:
@@ -725,7 +725,7 @@ def table(result: Result) -> str:
     ]
     for c3 in result.claim3:
         lines.append(
-            f"{c3.problem:<10} {c3.b0 / L[c3.problem]:>5.3g} {_n(c3.k0):>4} {c3.b_max:>8.4g} "
+            f"{c3.problem:<10} {c3.b0 / L[c3.problem]:>5.3g} {_n(c3.k0):>4} {_n(None if c3.k0 is None else c3.b_max):>8} "
             f"{c3.b_before + 2 * c3.F_before:>8.4g} {c3.F_before:>8.3g} "
             f"{_mark(c3.printed_F_bound, c3.F_printed_ok, c3.k0):>7} "
             f"{_mark(c3.corrected_F_bound, c3.F_ok, c3.k0):>8} "
