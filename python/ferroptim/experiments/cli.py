@@ -152,7 +152,9 @@ def parser() -> argparse.ArgumentParser:
         "agn-theory", help="the lecture's AdaGrad-Norm theorems checked run by run (Ward et al. 2018)"
     )
     theory.add_argument(
-        "--quick", action="store_true", help="a reduced grid and 2,000 minibatch steps (a few seconds)"
+        "--quick",
+        action="store_true",
+        help="a reduced grid of b0, ε and fixed steps, 5,000 minibatch steps (a few seconds)",
     )
     theory.add_argument("--no-progress", action="store_true", help="no progress bars")
     common(theory, "agn_theory")
