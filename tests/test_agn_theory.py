@@ -15,6 +15,7 @@ import ferroptim as fo
 
 pytest.importorskip("matplotlib")
 pytest.importorskip("sklearn")
+pytest.importorskip("tqdm")
 
 from ferroptim.experiments import agn_theory, cli  # noqa: E402
 
