@@ -27,11 +27,11 @@ class Gate:
         """Open, with no call running (a forked child: the parent's threads are gone)."""
         self._cond = threading.Condition(threading.Lock())
         self._running = 0
-        self._closed = False
+        self._closers = 0  # forks under way (two threads may fork at once)
 
     def __enter__(self) -> None:
         with self._cond:
-            while self._closed:
+            while self._closers:
                 self._cond.wait()
             self._running += 1
 
@@ -46,14 +46,16 @@ class Gate:
     def close(self) -> None:
         """Waits (with the GIL released) until no call runs; later calls wait for :meth:`reopen`."""
         with self._cond:
-            self._closed = True
+            self._closers += 1
             while self._running:
                 self._cond.wait()
 
     def reopen(self) -> None:
+        """Ends one :meth:`close` (in the parent, once it forked)."""
         with self._cond:
-            self._closed = False
-            self._cond.notify_all()
+            self._closers -= 1
+            if not self._closers:
+                self._cond.notify_all()
 
 
 #: The gate of every native call that borrows arrays outside a step.

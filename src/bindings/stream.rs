@@ -45,7 +45,7 @@ fn axpy<T: Real + Element>(
         }
         .into());
     }
-    let (mut y, x) = borrowing(|r| Ok((writable(y, || "y".into(), r)?, readable(&x, || "x".into(), r)?)))?;
+    let (mut y, x) = borrowing(|r| Ok((writable(y, || "y".into(), r)?, readable(x, || "x".into(), r)?)))?;
     let problem = "is not a C-contiguous, aligned array; pass np.ascontiguousarray(...)";
     // `as_slice` also accepts F order, which would pair the wrong elements of x and y.
     let c_order = |a: &Bound<'_, PyUntypedArray>| a.is_aligned() && a.is_c_contiguous();
