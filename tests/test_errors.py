@@ -1218,3 +1218,39 @@ def test_setting_too_large_for_a_float_is_a_value_error_where_the_step_reads_it(
     with pytest.raises(ValueError, match=rf"param_groups\[0\].*{key}"):
         opt.step(grads=[np.ones(3, np.float32)])
     assert_same(snapshot(opt, [p]), before)
+
+
+@pytest.mark.parametrize(
+    ("call", "name"),
+    [
+        (lambda: fo.clip_grad_norm_(None, 10**400, grads=[np.ones(3)]), "max_norm"),
+        (lambda: fo.clip_grad_norm_(None, 1.0, 10**400, grads=[np.ones(3)]), "norm_type"),
+        (lambda: fo.clip_grads_with_norm_(None, 1.0, 10**400, grads=[np.ones(3)]), "total_norm"),
+        (lambda: fo.clip_grad_value_(None, -(10**400), grads=[np.ones(3)]), "clip_value"),
+        (lambda: fo.get_total_norm([np.ones(3)], 10**400), "norm_type"),
+        (lambda: fo.MinibatchSampler(10**400, 3), "m"),
+        (lambda: fo.MinibatchSampler(10, 3, seed=2**64), "seed"),
+        (lambda: fo.MinibatchSampler(10, 3).set_epoch(-(10**400)), "epoch"),
+        (lambda: fo.set_num_threads(10**400), "num_threads"),
+    ],
+    ids=[
+        "max_norm",
+        "norm_type",
+        "total_norm",
+        "clip_value",
+        "get_total_norm",
+        "m",
+        "seed",
+        "epoch",
+        "threads",
+    ],
+)
+def test_ints_too_large_for_a_float_or_64_bits_are_value_errors(call, name):
+    """Siblings of the ``lr = 10**400`` regression: the other numeric arguments raised
+    ``OverflowError`` for an int beyond a float or 64 bits; now ``ValueError`` naming them."""
+    threads = fo.get_num_threads()
+    with pytest.raises(BaseException) as info:
+        call()
+    assert type(info.value) is ValueError, f"{type(info.value).__name__}: {info.value}"
+    assert name in str(info.value)
+    assert fo.get_num_threads() == threads

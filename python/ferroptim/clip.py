@@ -9,6 +9,7 @@ memory) before any is read or written, so a bad input raises and changes nothing
 
 from __future__ import annotations
 
+import reprlib
 import types
 import warnings
 from collections.abc import Iterable, Mapping
@@ -28,6 +29,8 @@ def _number(value: Any, name: str) -> float:
         return float(value)
     except (TypeError, ValueError):
         raise TypeError(f"{name} must be a number, got {type(value).__name__}") from None
+    except OverflowError:  # an int such as 10**400
+        raise ValueError(f"{name} does not fit in a float: {reprlib.repr(value)}") from None
 
 
 def _non_negative(value: Any, name: str) -> float:
