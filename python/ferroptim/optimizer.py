@@ -499,7 +499,11 @@ class Optimizer:
 
         Also takes a ``torch.optim`` state dict whose tensors were turned into NumPy
         arrays (torch-only flags such as ``foreach`` are ignored). Everything is
-        checked before anything changes.
+        checked before anything changes. A saved group without a hyperparameter torch
+        cannot step without (``required_hyperparameters``) is refused; one without a key
+        torch fills in for state dicts of older versions takes torch's value
+        (``torch_setdefaults``), and one without ferroptim's own settings the optimizer's
+        defaults.
 
         Args:
             state_dict: what ``state_dict()`` returned (here, or in torch).
