@@ -342,7 +342,8 @@ class Optimizer:
     required_hyperparameters: ClassVar[tuple[str, ...]] = ()
     #: Hyperparameters a loaded group may lack, with the values torch's ``__setstate__``
     #: gives them (keys newer than the torch that wrote the state dict, as ``maximize``).
-    #: A missing key of neither kind (ferroptim's own settings) takes ``defaults``' value.
+    #: A missing key of neither kind (ferroptim's own settings, and torch keys its step
+    #: does not read, as Adagrad's ``initial_accumulator_value``) takes ``defaults``' value.
     torch_setdefaults: ClassVar[dict[str, Any]] = {}
     #: Per convention (``"torch"``, ``"optax"``, ``"keras"``, ``"paper"``), the defaults it
     #: gives the settings it changes; empty for a class without conventions (see
