@@ -3,6 +3,7 @@
 
 pub mod arrays;
 pub mod clip;
+pub mod commit;
 pub mod optimizers;
 pub mod sampler;
 pub mod stream;
@@ -16,6 +17,7 @@ use crate::kernels::state::{rounding_key, Bf16};
 use crate::kernels::{GradScale, Real, ScaleGrad, Update};
 use crate::pool;
 use arrays::{flats, write_back, At, Batch, Flat, SlotArray, Tensors};
+use commit::Commit;
 use optimizers::{item_or, Bf16Tensor};
 
 /// An algorithm's hyperparameters for one group, and how they turn one tensor's
@@ -155,10 +157,17 @@ pub fn extract_groups<'py, H>(
 }
 
 /// One optimizer step over every group: all checks with the GIL, then the
-/// layout copies, kernels and write-backs without it, one parallel region per dtype.
-pub fn step<K: Kernel>(py: Python<'_>, groups: Vec<Bound<'_, PyDict>>) -> PyResult<()> {
+/// layout copies, kernels and write-backs without it, one parallel region per dtype,
+/// then, with the GIL again, the step's bookkeeping `commit` (see [`commit`]).
+pub fn step<K: Kernel>(
+    py: Python<'_>,
+    groups: Vec<Bound<'_, PyDict>>,
+    commit: Option<Commit<'_>>,
+) -> PyResult<()> {
     let (hypers, tensors) = extract_groups(&groups, |g| Ok((K::extract(g)?, GroupScale::extract(g)?)))?;
     let mut batch = Batch::borrow(&tensors, K::STATE, K::BF16)?;
+    let commit = commit.unwrap_or_default();
+    commit.check()?;
     let (views32, views64, views_bf16) = batch.views();
     // Every dtype's work is built before any runs, so a missing state array
     // in the float64 tensors cannot follow a float32 update.
@@ -177,5 +186,5 @@ pub fn step<K: Kernel>(py: Python<'_>, groups: Vec<Bound<'_, PyDict>>) -> PyResu
         write_back(&mut flat_bf16);
         Ok::<(), Error>(())
     })?;
-    Ok(())
+    commit.apply()
 }
