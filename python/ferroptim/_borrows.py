@@ -5,58 +5,51 @@ rust-numpy's borrow tracker, then works with the GIL released and clears the mar
 it returns. A child forked while such a call runs in another thread inherits the marks,
 but not the thread that would clear them, so it would refuse those arrays forever. The
 optimizers' steps hold their optimizer's lock, which the optimizers' fork handler takes
-(``optimizer.py``); every other such call (the clipping functions) runs inside
-:data:`GATE`, which the same handler closes last: ``fork()`` waits for the calls running
-in other threads to return, and calls that start meanwhile wait for the fork.
+(``optimizer.py``); every other such call (the clipping functions) runs holding its
+thread's lock from :func:`held`, and the same handler takes every thread's lock last:
+``fork()`` waits for the calls running in other threads to return, and calls that start
+meanwhile wait for the fork.
+
+The locks are ``threading.Lock``s, whose ``with`` is one native call in and one out, so an
+asynchronous exception (Ctrl-C, a raising trace function) cannot leave one held; a count
+kept in Python under a ``threading.Condition`` (whose ``__enter__`` is Python code) could.
+One lock per thread keeps calls in different threads from waiting for each other.
 """
 
 from __future__ import annotations
 
 import threading
-from types import TracebackType
+import weakref
+
+_local = threading.local()
+#: The lock of every thread that made such a call; a thread's lock goes with the thread.
+_locks: weakref.WeakSet[threading.Lock] = weakref.WeakSet()
+_taken: list[threading.Lock] = []
 
 
-class Gate:
-    """Counts the native calls running inside it; :meth:`close` waits until none runs
-    and holds new ones back until :meth:`reopen` (or :meth:`reset` in a forked child)."""
-
-    def __init__(self) -> None:
-        self.reset()
-
-    def reset(self) -> None:
-        """Open, with no call running (a forked child: the parent's threads are gone)."""
-        self._cond = threading.Condition(threading.Lock())
-        self._running = 0
-        self._closers = 0  # forks under way (two threads may fork at once)
-
-    def __enter__(self) -> None:
-        with self._cond:
-            while self._closers:
-                self._cond.wait()
-            self._running += 1
-
-    def __exit__(
-        self, kind: type[BaseException] | None, err: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        with self._cond:
-            self._running -= 1
-            if not self._running:
-                self._cond.notify_all()
-
-    def close(self) -> None:
-        """Waits (with the GIL released) until no call runs; later calls wait for :meth:`reopen`."""
-        with self._cond:
-            self._closers += 1
-            while self._running:
-                self._cond.wait()
-
-    def reopen(self) -> None:
-        """Ends one :meth:`close` (in the parent, once it forked)."""
-        with self._cond:
-            self._closers -= 1
-            if not self._closers:
-                self._cond.notify_all()
+def held() -> threading.Lock:
+    """This thread's lock, to hold (``with held(): ...``) around a native call that borrows
+    arrays. Made on first use; an interruption while it is made leaves at most an unused
+    lock in the registry."""
+    try:
+        return _local.lock  # type: ignore[no-any-return]
+    except AttributeError:
+        lock = threading.Lock()
+        _locks.add(lock)
+        _local.lock = lock
+        return lock
 
 
-#: The gate of every native call that borrows arrays outside a step.
-GATE = Gate()
+def close() -> None:
+    """Waits (with the GIL released) until no such call runs, and holds new ones back until
+    :func:`reopen`."""
+    _taken[:] = list(_locks)
+    for lock in _taken:
+        lock.acquire()
+
+
+def reopen() -> None:
+    """Lets such calls run again, in the parent once it forked, and in the child."""
+    for lock in reversed(_taken):
+        lock.release()
+    _taken.clear()

@@ -4,7 +4,7 @@
 The norms and the in-place scaling run in Rust (``src/kernels/clip.rs``) in one call,
 without the GIL. Every gradient is checked (dtype, layout, writeable, no two sharing
 memory) before any is read or written, so a bad input raises and changes nothing.
-``os.fork()`` waits for these calls running in other threads (``_borrows.GATE``).
+``os.fork()`` waits for these calls running in other threads (``_borrows``).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from . import _core
-from ._borrows import GATE
+from ._borrows import held
 from .parameter import Parameter
 
 
@@ -146,7 +146,7 @@ def get_total_norm(
     # arithmetic on 0-d arrays yields NumPy scalars; read them as 0-d arrays
     arrays = [np.asarray(t) if isinstance(t, np.generic) else t for t in tensors]
     names = [f"tensors[{i}]" for i in range(len(arrays))]
-    with GATE:
+    with held():
         return _norm(*_core.grad_norm(arrays, names, p, bool(error_if_nonfinite)))
 
 
@@ -182,7 +182,7 @@ def clip_grads_with_norm_(
     norm = _number(total_norm, "total_norm")
     wide = np.asarray(total_norm).dtype != np.float32
     arrays, names = _gradients(parameters, grads)
-    with GATE:
+    with held():
         _core.clip_grads_with_norm(arrays, names, bound, norm, bool(wide))
 
 
@@ -237,7 +237,7 @@ def clip_grad_norm_(
     bound = _non_negative(max_norm, "max_norm")
     p = _norm_type(norm_type)
     arrays, names = _gradients(parameters, grads)
-    with GATE:
+    with held():
         return _norm(*_core.clip_grad_norm(arrays, names, bound, p, bool(error_if_nonfinite)))
 
 
@@ -261,7 +261,7 @@ def clip_grad_value_(
     _check_foreach(foreach)
     bound = _non_negative(clip_value, "clip_value")
     arrays, names = _gradients(parameters, grads)
-    with GATE:
+    with held():
         _core.clip_grad_value(arrays, names, bound)
 
 

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 import numpy as np
 
 from . import _bfloat16, _conventions, _core
-from ._borrows import GATE
+from . import _borrows
 from ._validate import BF16, GRAD_DEFAULTS, grad_settings, storage_settings
 from .hooks import RemovableHandle, register
 from .parameter import FLOAT_DTYPES, Parameter, refuse_masked
@@ -159,22 +159,22 @@ def _before_fork() -> None:
     """Waits for running steps and holds every optimizer's lock across ``fork()``, so the
     child never inherits a step half done (its arrays still borrowed, its lock held by a
     thread that does not exist in the child, which would block its steps forever); then
-    waits for the other native calls that borrow arrays (``_borrows.GATE``)."""
+    waits for the other native calls that borrow arrays (``_borrows``)."""
     _held[:] = list(_LIVE)
     for opt in _held:
         opt._lock.acquire()
-    GATE.close()  # last: such a call never waits for an optimizer's lock
+    _borrows.close()  # last: such a call never waits for an optimizer's lock
 
 
 def _after_fork_in_parent() -> None:
-    GATE.reopen()
+    _borrows.reopen()
     for opt in reversed(_held):
         opt._lock.release()
     _held.clear()
 
 
 def _after_fork_in_child() -> None:
-    GATE.reset()
+    _borrows.reopen()
     for opt in _held:
         opt._lock = threading.RLock()
     _held.clear()
