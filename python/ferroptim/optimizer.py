@@ -26,8 +26,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import numpy as np
 
-from . import _bfloat16, _conventions, _core
-from . import _borrows
+from . import _bfloat16, _borrows, _conventions, _core
 from ._validate import BF16, GRAD_DEFAULTS, grad_settings, storage_settings
 from .hooks import RemovableHandle, register
 from .parameter import FLOAT_DTYPES, Parameter, refuse_masked
