@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export VIRTUAL_ENV := $(CURDIR)/$(VENV)
 
-.PHONY: demo test venv build test-deps lint rust-test valgrind py-test mpi-deps mpi-test bench bench-quick bench-distributed bench-rust clean wheel wheel-install wheel-test bench-abi3
+.PHONY: demo test venv build test-deps lint rust-test valgrind py-test mpi-deps mpi-test bench bench-quick bench-distributed bench-rust clean wheel wheel-install wheel-test bench-abi3 mypy
 # The steps share one virtual environment: never run them concurrently (make -j).
 .NOTPARALLEL:
 
@@ -71,9 +71,25 @@ lint:
 	cargo clippy --all-targets -- -D warnings
 	$(BIN)/ruff check python tests benches
 	$(BIN)/ruff format --check python tests benches
-	$(BIN)/python -m mypy python/ferroptim
+	$(MAKE) --no-print-directory mypy
 	$(BIN)/python -m mypy.stubtest ferroptim._core
 	$(BIN)/actionlint .github/workflows/*.yml
+
+# mypy at the package's oldest Python, 3.9 (pyproject's python_version), in a venv of that
+# Python with the NumPy and matplotlib that install there: NumPy >= 2.1's stubs assume a newer
+# Python, and mypy 2.4 checks 3.10 code at the oldest. Without a CPython 3.9 (pyenv's, or
+# python3.9 on PATH), mypy checks at .venv's Python instead, and says so.
+PY39 := $(firstword $(wildcard $(shell pyenv root 2>/dev/null || echo $(HOME)/.pyenv)/versions/3.9.*/bin/python3.9) \
+	$(shell command -v python3.9 2>/dev/null))
+MYPY_VENV := .venv-py39
+mypy:
+	@if [ -n "$(PY39)" ] && $(PY39) -c "" 2>/dev/null; then \
+		test -x $(MYPY_VENV)/bin/python || $(PY39) -m venv $(MYPY_VENV); \
+		$(MYPY_VENV)/bin/python -m pip install -q --disable-pip-version-check "mypy>=1.10,<2" numpy matplotlib \
+		&& echo "mypy at Python 3.9 ($(PY39))" && $(MYPY_VENV)/bin/python -m mypy python/ferroptim; \
+	else v=$$($(BIN)/python -c 'import sys; print("%d.%d" % sys.version_info[:2])'); \
+		echo "no CPython 3.9 here: mypy checks at .venv's Python $$v"; \
+		$(BIN)/python -m mypy --python-version $$v python/ferroptim; fi
 
 rust-test:
 	cargo test
@@ -140,4 +156,4 @@ bench-rust:
 	cargo bench --bench kernels
 
 clean:
-	rm -rf $(VENV) target python/ferroptim/*.so
+	rm -rf $(VENV) $(MYPY_VENV) target dist python/ferroptim/*.so

@@ -62,7 +62,9 @@ def cargo_version() -> str:
 def test_version_has_one_source() -> None:
     assert fo.__version__ == importlib.metadata.version("ferroptim") == cargo_version()
     project = (ROOT / "pyproject.toml").read_text().split("[project]", 1)[1].split("\n[", 1)[0]
-    assert re.search(r'^dynamic\s*=\s*\[[^]]*"version"', project, flags=re.M), "pyproject: version not dynamic"
+    assert re.search(r'^dynamic\s*=\s*\[[^]]*"version"', project, flags=re.M), (
+        "pyproject: version not dynamic"
+    )
     assert not re.search(r"^version\s*=", project, flags=re.M), "pyproject.toml writes a version"
     init = (ROOT / "python" / "ferroptim" / "__init__.py").read_text()
     assert not re.search(r"__version__\s*=\s*['\"]", init), "__init__.py writes a version"

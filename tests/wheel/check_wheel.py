@@ -69,12 +69,16 @@ def find_python(minor: int) -> Path | None:
     """A CPython 3.``minor`` (not a free-threaded build, which abi3 does not serve): the
     newest of pyenv's, else ``python3.minor`` on ``PATH`` outside pyenv's shims."""
     for root in _pyenv_roots():
-        found = [d for d in (root / "versions").glob(f"3.{minor}.*") if re.fullmatch(rf"3\.{minor}\.\d+", d.name)]
+        found = [
+            d for d in (root / "versions").glob(f"3.{minor}.*") if re.fullmatch(rf"3\.{minor}\.\d+", d.name)
+        ]
         for d in sorted(found, key=lambda d: int(d.name.split(".")[2]), reverse=True):
             exe = d / "bin" / f"python3.{minor}"
             if _is_cpython(exe, minor):
                 return exe
-    path = os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep) if "shims" not in Path(p).parts)
+    path = os.pathsep.join(
+        p for p in os.environ.get("PATH", "").split(os.pathsep) if "shims" not in Path(p).parts
+    )
     exe = shutil.which(f"python3.{minor}", path=path)
     return Path(exe) if exe and _is_cpython(exe, minor) else None
 
@@ -121,7 +125,9 @@ def main(argv: list[str] | None = None) -> None:
     for minor in MINORS:
         python = find_python(minor)
         if python is None:
-            print(f"CPython 3.{minor}: not on this machine (pyenv versions, python3.{minor} on PATH): skipped")
+            print(
+                f"CPython 3.{minor}: not on this machine (pyenv versions, python3.{minor} on PATH): skipped"
+            )
             continue
         print(f"CPython 3.{minor}: {python}", flush=True)
         start = time.perf_counter()
@@ -136,7 +142,10 @@ def main(argv: list[str] | None = None) -> None:
                 continue
         tested.append(f"3.{minor}")
         print(f"  ok in {time.perf_counter() - start:.1f} s", flush=True)
-    print(f"the wheel passed on CPython {', '.join(tested) or 'none'}" + (f"; FAILED on {', '.join(failed)}" if failed else ""))
+    print(
+        f"the wheel passed on CPython {', '.join(tested) or 'none'}"
+        + (f"; FAILED on {', '.join(failed)}" if failed else "")
+    )
     if failed or not tested:
         sys.exit(1)
 

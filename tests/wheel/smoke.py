@@ -80,8 +80,12 @@ def main() -> None:
         rng,
     )
     adam = dict(lr=0.01, betas=(0.9, 0.99), eps=1e-8, weight_decay=0.1)
-    check("Adam", lambda p: fo.Adam(p, **adam), lambda t, g: adam_reference(t, g, decoupled=False, **adam), rng)
-    check("AdamW", lambda p: fo.AdamW(p, **adam), lambda t, g: adam_reference(t, g, decoupled=True, **adam), rng)
+    check(
+        "Adam", lambda p: fo.Adam(p, **adam), lambda t, g: adam_reference(t, g, decoupled=False, **adam), rng
+    )
+    check(
+        "AdamW", lambda p: fo.AdamW(p, **adam), lambda t, g: adam_reference(t, g, decoupled=True, **adam), rng
+    )
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from typing import Any
 
 from .._extras import install_hint
 
-EXTRA = f"the experiments need the `experiments` extra (matplotlib, tqdm, scikit-learn, ...): {install_hint('experiments')}"
+EXTRA = f"the experiments need the `experiments` extra: {install_hint('experiments')}"
 
 
 def _positive_int(text: str) -> int:
