@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _machine import cpu_model
 
 # (name, number of tensors, elements per tensor)
 SHAPES = [("1x16", 1, 16), ("101x16", 101, 16), ("200x1e4", 200, 10_000), ("1x1e6", 1, 1_000_000)]
@@ -106,7 +107,7 @@ def main() -> None:
     print(f"# abi3 wheel vs version-specific build: median step time over {rounds} interleaved rounds")
     print()
     print(
-        f"{platform.processor() or platform.machine()}, {os.cpu_count()} logical cores, "
+        f"{cpu_model()}, {os.cpu_count()} logical cores, "
         f"Python {platform.python_version()}, NumPy {np.__version__}; "
         f"native: {Path(cores['native']).name}, abi3: {Path(cores['abi3']).name}"
     )

@@ -99,6 +99,28 @@ def test_dir_shows_the_public_api_only(cls: type[fo.Optimizer]) -> None:
     assert opt.state_slots == cls.state_slots
 
 
+COMPLETE = """
+import numpy as np, ferroptim as fo
+from IPython.core.completer import provisionalcompleter
+from IPython.testing.globalipapp import get_ipython
+shell = get_ipython()
+assert shell.Completer.use_jedi
+shell.user_ns["opt"] = fo.Adam([np.zeros(3)], lr=0.1)
+with provisionalcompleter():
+    print(*sorted({c.text for c in shell.Completer.completions("opt.", 4)}))
+"""
+
+
+def test_tab_completion_shows_the_public_api_only() -> None:
+    """IPython's default completer (jedi's, as in Jupyter) on ``opt.``, in a child process."""
+    pytest.importorskip("jedi")
+    pytest.importorskip("IPython")
+    out = subprocess.run([sys.executable, "-c", COMPLETE], capture_output=True, text=True, check=True)
+    shown = set(out.stdout.split())
+    assert TORCH_API <= shown, TORCH_API - shown
+    assert not shown & {"state_slots", "convention_knobs", "conventions", "required_state", "_step"}, shown
+
+
 def sdist(tmp_path: Path) -> Path:
     maturin = shutil.which("maturin", path=str(Path(sys.executable).parent)) or shutil.which("maturin")
     if maturin is None:
