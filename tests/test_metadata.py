@@ -156,3 +156,16 @@ def test_cli_names_itself_as_invoked_and_tells_its_version(how: str) -> None:
     assert usage.startswith(f"usage: {prog} [-h] [--version]"), usage
     version = subprocess.run([*command, "--version"], capture_output=True, text=True, check=True).stdout
     assert version.strip() == f"ferroptim {importlib.metadata.version('ferroptim')}"
+
+
+def test_missing_experiments_extra_says_how_to_install_it() -> None:
+    """The commands that work today: from a clone and from a built wheel."""
+    code = (
+        "import sys; sys.modules['matplotlib'] = None\n"  # as if the extra were not installed
+        "from ferroptim.experiments import cli\n"
+        "cli.main(['rates'])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 1
+    assert "pip install '.[experiments]'" in out.stderr, out.stderr
+    assert "pip install 'dist/ferroptim-<version>-<tags>.whl[experiments]'" in out.stderr, out.stderr
