@@ -23,6 +23,8 @@ mod _core {
         clip_grad_norm, clip_grad_value, clip_grads_with_norm, grad_norm, grad_stats,
     };
     #[pymodule_export]
+    use crate::bindings::commit::commit;
+    #[pymodule_export]
     use crate::bindings::optimizers::{
         adadelta_step, adagrad_norm_step, adagrad_step, adam_step, adamax_step, lion_step, nadam_step,
         radam_step, rmsprop_step, sgd_step,
@@ -35,4 +37,8 @@ mod _core {
     use crate::bindings::threads::{get_num_threads, get_simd_level, set_num_threads, set_simd_level};
     #[pymodule_export]
     use crate::error::StateMissing;
+
+    /// How a `numpy.ma.MaskedArray` is refused, after the array's name.
+    #[pymodule_export]
+    const MASKED: &str = crate::error::MASKED;
 }

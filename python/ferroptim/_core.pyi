@@ -10,17 +10,20 @@ group's settings use; a used one absent from a state dict, or ``None``, raises
 product of the momentum schedule, this step's included) for NAdam, ``first`` (momentum
 buffer is new) for SGD.
 Every array is checked and borrowed before any is written; then the whole step runs
-as one parallel region with the GIL released.
+as one parallel region with the GIL released. Each also takes the step's bookkeeping as a
+``commit`` (see :func:`commit`), which it makes after the update, before it returns: no
+Python code, and so no asynchronous exception (Ctrl-C), runs between the two.
 """
 
 from collections.abc import Iterator
-from typing import Any, final
+from typing import Any, TypedDict, final
 
 import numpy as np
 import numpy.typing as npt
 
 __all__ = [
     "check_params",
+    "commit",
     "clip_grad_norm",
     "clip_grad_value",
     "clip_grads_with_norm",
@@ -43,43 +46,71 @@ __all__ = [
     "Batches",
     "MinibatchSampler",
     "StateMissing",
+    "MASKED",
     "_stream_axpy",
 ]
+
+#: How a ``numpy.ma.MaskedArray`` is refused (``TypeError``), after the array's name.
+MASKED: str
+
+class _Commit(TypedDict, total=False):
+    """Writes into Python objects, made in this order by one native call."""
+
+    #: ``(mapping, key, value)``: ``mapping[key] = value``.
+    set: list[tuple[dict[Any, Any], Any, Any]]
+    #: ``(state, contents)``: ``state.clear(); state.update(contents)``.
+    replace: list[tuple[dict[str, Any], dict[str, Any]]]
+    #: ``(states, key, values)``: ``states[i][key] = values[i]`` for every ``i``.
+    column: list[tuple[list[dict[str, Any]], str, list[Any]]]
+    #: ``(list, items)``: ``list[:] = items``.
+    splice: list[tuple[list[Any], list[Any]]]
+
+def commit(commit: _Commit) -> None:
+    """Makes the writes of ``commit`` in one native call, in which no Python code runs, so
+    an asynchronous exception finds none or all of them made. Raises, writing nothing,
+    for an unhashable key or a column whose lists differ in length."""
 
 class StateMissing(ValueError):
     """A state array that the group's settings use is absent from its parameter's state
     dict (or ``None``)."""
 
-def sgd_step(groups: list[dict[str, Any]]) -> None:
+def sgd_step(groups: list[dict[str, Any]], commit: _Commit | None = None) -> None:
     """SGD, with or without (Nesterov) momentum, on every group."""
 
-def adagrad_step(groups: list[dict[str, Any]]) -> None:
+def adagrad_step(groups: list[dict[str, Any]], commit: _Commit | None = None) -> None:
     """AdaGrad on every group."""
 
-def rmsprop_step(groups: list[dict[str, Any]]) -> None:
+def rmsprop_step(groups: list[dict[str, Any]], commit: _Commit | None = None) -> None:
     """RMSprop on every group."""
 
-def adadelta_step(groups: list[dict[str, Any]]) -> None:
+def adadelta_step(groups: list[dict[str, Any]], commit: _Commit | None = None) -> None:
     """AdaDelta on every group."""
 
-def adam_step(groups: list[dict[str, Any]]) -> None:
+def adam_step(groups: list[dict[str, Any]], commit: _Commit | None = None) -> None:
     """Adam / AdamW / AMSGrad on every group."""
 
-def nadam_step(groups: list[dict[str, Any]]) -> None:
+def nadam_step(groups: list[dict[str, Any]], commit: _Commit | None = None) -> None:
     """NAdam / NAdamW on every group."""
 
-def radam_step(groups: list[dict[str, Any]]) -> None:
+def radam_step(groups: list[dict[str, Any]], commit: _Commit | None = None) -> None:
     """RAdam on every group."""
 
-def adamax_step(groups: list[dict[str, Any]]) -> None:
+def adamax_step(groups: list[dict[str, Any]], commit: _Commit | None = None) -> None:
     """Adamax on every group."""
 
-def lion_step(groups: list[dict[str, Any]]) -> None:
+def lion_step(groups: list[dict[str, Any]], commit: _Commit | None = None) -> None:
     """Lion on every group."""
 
-def adagrad_norm_step(groups: list[dict[str, Any]], b_sq: list[float]) -> list[float]:
+def adagrad_norm_step(
+    groups: list[dict[str, Any]],
+    b_sq: list[float],
+    holders: list[list[dict[str, Any]]] = ...,
+    commit: _Commit | None = None,
+) -> list[float]:
     """Scalar AdaGrad; each group also has ``accumulator`` (per tensor, an index into
-    ``b_sq``). Returns the accumulators' new values."""
+    ``b_sq``). Once the step is done, each state dict in ``holders[a]`` becomes ``{"b_sq":
+    new value of accumulator a}`` and ``commit`` is made. Returns the accumulators' new
+    values."""
 
 def check_params(arrays: list[Any], names: list[str]) -> int | None:
     """Raises ``ValueError`` (naming the array) for a layout the kernels cannot address;

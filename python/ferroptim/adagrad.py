@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -10,6 +10,9 @@ from . import _core
 from ._conventions import DEFAULT, resolve
 from ._validate import flag, non_negative, state_storage
 from .optimizer import Optimizer
+
+if TYPE_CHECKING:
+    from ._core import _Commit
 
 _ADAGRAD_TORCH: dict[str, Any] = dict(lr=1e-2, initial_accumulator_value=0, eps=1e-10, eps_in_sqrt=False)
 #: What each convention sets (docs/conventions.md): optax ``adagrad`` (``scale_by_rss``),
@@ -65,6 +68,8 @@ class Adagrad(Optimizer):
     state_slots = ("sum",)
     required_state = ("sum",)
     _kernel = staticmethod(_core.adagrad_step)
+    required_hyperparameters = ("lr", "lr_decay", "weight_decay", "eps")
+    torch_setdefaults = {"maximize": False}
     conventions = ADAGRAD_CONVENTIONS
     convention_knobs = ("eps_in_sqrt",)
 
@@ -102,14 +107,14 @@ class Adagrad(Optimizer):
         defaults.update(resolved)  # convention and eps_in_sqrt, when not torch's
         super().__init__(params, defaults)
 
-    def add_param_group(self, param_group: Any) -> None:
-        """Adds a group of parameters, as :meth:`Optimizer.add_param_group`, and creates
-        their state (``sum = initial_accumulator_value``) as torch does."""
-        with self._lock:  # no other thread sees the group without its state
-            super().add_param_group(param_group)
-            group = self.param_groups[-1]
-            for p in group["params"]:
-                self.state[p] = self._init_state(p, group)
+    def _append_group(self, group: dict[str, Any]) -> None:
+        """Appends ``group`` and creates its parameters' state (``sum =
+        initial_accumulator_value``) as torch does, in one native call: neither another
+        thread nor an interruption finds the group without its state."""
+        commit: _Commit = {"splice": [(self.param_groups, [*self.param_groups, group])]}
+        params = group["params"]
+        self.state.commit_to(commit, params, [self._init_state(p, group) for p in params])
+        _core.commit(commit)
 
     def _validate_group(self, group: dict[str, Any]) -> None:
         non_negative(group, "lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps")

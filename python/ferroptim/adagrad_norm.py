@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import _core
 from ._validate import flag, non_negative
 from .optimizer import Optimizer, _scalar, _site
+
+if TYPE_CHECKING:
+    from ._core import _Commit
 
 SCOPES = ("global", "group", "tensor")
 
@@ -55,6 +58,8 @@ class AdagradNorm(Optimizer):
     """
 
     _kernel = staticmethod(_core.adagrad_norm_step)
+    required_hyperparameters = ("lr", "b0", "weight_decay", "scope")
+    torch_setdefaults = {"maximize": False}
     counts_steps = False
 
     def __init__(
@@ -131,6 +136,10 @@ class AdagradNorm(Optimizer):
         raise KeyError("parameter is not in this optimizer")
 
     def _step(self, grads: list[list[Any]]) -> None:
+        """One step; atomic as :meth:`Optimizer._step`: the kernel's call also writes
+        the new ``b_sq`` into the state of every parameter of each scope that had a
+        gradient (``holders``; a parameter without state gets a new dict, through
+        ``commit``)."""
         scopes = self._scopes()
         slot_of = {key: n for n, key in enumerate(scopes)}
         used: set[tuple[Any, ...]] = set()
@@ -142,13 +151,26 @@ class AdagradNorm(Optimizer):
             call["grad_scale"] = group.get("grad_scale")
             call.update(tensors, state=[{}] * len(keys), slots=[], accumulator=[slot_of[k] for k in keys])
             calls.append(call)
-        if not self._unscale_and_clip(calls) or not calls:
+        commit: _Commit = {}
+        if not self._unscale_and_clip(calls, commit):
             return
-        b_sq = _core.adagrad_norm_step(calls, [self._b_sq(members) for members in scopes.values()])
+        if not calls:
+            _core.commit(commit)
+            return
+        b_sq = [self._b_sq(members) for members in scopes.values()]
+        items = self.state._items
+        holders: list[list[dict[str, Any]]] = []
         for key, members in scopes.items():
-            if key in used:
-                params = [p for _, _, p in members]
-                self.state.commit(params, [{"b_sq": b_sq[slot_of[key]]} for _ in params])
+            held = []
+            for _, _, p in members if key in used else ():
+                entry = items.get(id(p))
+                if entry is not None and entry[0] is p:
+                    held.append(entry[1])
+                else:
+                    held.append({})
+                    commit.setdefault("set", []).append((items, id(p), (p, held[-1])))
+            holders.append(held)
+        _core.adagrad_norm_step(calls, b_sq, holders, commit)
 
     def _load_param_state(
         self, p: np.ndarray, site: str, entry: Any, group: dict[str, Any]

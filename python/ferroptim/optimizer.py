@@ -4,8 +4,10 @@ and torch's hooks (per optimizer, and the global ``register_optimizer_step_pre_h
 
 Subclasses state their hyperparameters and how a fresh state looks; this class
 gathers one step's arrays into one call into Rust (``ferroptim._core``), which
-checks every array before it writes any, and commits new state only after that
-call succeeded. So a bad input raises and leaves parameters and state as they were.
+checks every array before it writes any and, after the update, writes the step's new
+state and counters itself, before it returns. So a bad input raises and leaves
+parameters and state as they were, and an interruption (Ctrl-C) finds a step either
+not begun or complete.
 """
 
 from __future__ import annotations
@@ -20,14 +22,18 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
 from itertools import chain
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import numpy as np
 
 from . import _bfloat16, _conventions, _core
+from ._borrows import GATE
 from ._validate import BF16, GRAD_DEFAULTS, grad_settings, storage_settings
 from .hooks import RemovableHandle, register
-from .parameter import FLOAT_DTYPES, Parameter
+from .parameter import FLOAT_DTYPES, Parameter, refuse_masked
+
+if TYPE_CHECKING:
+    from ._core import _Commit
 
 #: ``grad_settings`` of a group with the defaults: no unscaling, clipping or skipping.
 _NO_GRAD_SETTINGS: tuple[float, float | None, bool] = (1.0, None, False)
@@ -101,8 +107,8 @@ def _hooks_running(optimizer: Any) -> Iterator[None]:
     """Marks ``optimizer``'s hooked step as running in this thread: a ``step()`` of it called
     inside (a subclass's ``super().step()``, a wrapper's inner step) runs no hooks."""
     running: set[int] = _stepping.__dict__.setdefault("ids", set())
-    running.add(id(optimizer))
-    try:
+    try:  # added inside: an interruption right after it cannot leave the mark behind
+        running.add(id(optimizer))
         yield
     finally:
         running.discard(id(optimizer))
@@ -152,19 +158,23 @@ _held: list[Optimizer] = []
 def _before_fork() -> None:
     """Waits for running steps and holds every optimizer's lock across ``fork()``, so the
     child never inherits a step half done (its arrays still borrowed, its lock held by a
-    thread that does not exist in the child, which would block its steps forever)."""
+    thread that does not exist in the child, which would block its steps forever); then
+    waits for the other native calls that borrow arrays (``_borrows.GATE``)."""
     _held[:] = list(_LIVE)
     for opt in _held:
         opt._lock.acquire()
+    GATE.close()  # last: such a call never waits for an optimizer's lock
 
 
 def _after_fork_in_parent() -> None:
+    GATE.reopen()
     for opt in reversed(_held):
         opt._lock.release()
     _held.clear()
 
 
 def _after_fork_in_child() -> None:
+    GATE.reset()
     for opt in _held:
         opt._lock = threading.RLock()
     _held.clear()
@@ -210,18 +220,19 @@ class ParamState(MutableMapping):
         entry = self._items.get(id(param))
         return entry[1] if entry is not None and entry[0] is param else None
 
-    def commit(self, params: list[Any], states: list[dict[str, Any]]) -> None:
-        """Makes each non-empty ``states[i]`` the state of ``params[i]``, in place, so a
-        dict held from ``opt.state[p]`` stays live as in torch."""
+    def commit_to(self, commit: _Commit, params: list[Any], states: list[dict[str, Any]]) -> None:
+        """Adds to ``commit`` (see :func:`ferroptim._core.commit`) the writes that make each
+        non-empty ``states[i]`` the state of ``params[i]``: into its current state dict, so
+        a dict held from ``opt.state[p]`` stays live as in torch, else as a new entry.
+        Changes nothing itself."""
         items = self._items
         for param, state in zip(params, states):
             if state:
                 entry = items.get(id(param))
                 if entry is not None and entry[0] is param:
-                    entry[1].clear()
-                    entry[1].update(state)
+                    commit.setdefault("replace", []).append((entry[1], state))
                 else:
-                    items[id(param)] = (param, state)
+                    commit.setdefault("set", []).append((items, id(param), (param, state)))
 
     def get(self, param: Any, default: Any = None) -> Any:
         """The state of ``param``, or ``default``; inserts nothing."""
@@ -331,6 +342,15 @@ class Optimizer:
     counts_steps: ClassVar[bool] = True
     #: Other per-parameter scalars every non-empty state has (NAdam's ``mu_product``).
     scalar_state: ClassVar[tuple[str, ...]] = ()
+    #: Hyperparameters a loaded group must have: those torch's step reads and its
+    #: ``__setstate__`` does not fill in (``lr`` and the update rule's constants), which
+    #: every state dict of the torch class holds.
+    required_hyperparameters: ClassVar[tuple[str, ...]] = ()
+    #: Hyperparameters a loaded group may lack, with the values torch's ``__setstate__``
+    #: gives them (keys newer than the torch that wrote the state dict, as ``maximize``).
+    #: A missing key of neither kind (ferroptim's own settings, and torch keys its step
+    #: does not read, as Adagrad's ``initial_accumulator_value``) takes ``defaults``' value.
+    torch_setdefaults: ClassVar[dict[str, Any]] = {}
     #: Per convention (``"torch"``, ``"optax"``, ``"keras"``, ``"paper"``), the defaults it
     #: gives the settings it changes; empty for a class without conventions (see
     #: ``ferroptim._conventions`` and ``docs/conventions.md``).
@@ -416,6 +436,11 @@ class Optimizer:
         self._validate_group(group)
         _conventions.validate(self, group)
         grad_settings(group)
+        self._append_group(group)
+
+    def _append_group(self, group: dict[str, Any]) -> None:
+        """Appends the checked ``group`` to ``param_groups``: one call, so an interruption
+        finds it either absent or there."""
         self.param_groups.append(group)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
@@ -486,7 +511,11 @@ class Optimizer:
 
         Also takes a ``torch.optim`` state dict whose tensors were turned into NumPy
         arrays (torch-only flags such as ``foreach`` are ignored). Everything is
-        checked before anything changes.
+        checked before anything changes. A saved group without a hyperparameter torch
+        cannot step without (``required_hyperparameters``) is refused; one without a key
+        torch fills in for state dicts of older versions takes torch's value
+        (``torch_setdefaults``), and one without ferroptim's own settings the optimizer's
+        defaults.
 
         Args:
             state_dict: what ``state_dict()`` returned (here, or in torch).
@@ -550,7 +579,14 @@ class Optimizer:
                 if repeated:
                     raise ValueError(f"loaded state dict lists parameter id {key!r} twice")
                 by_index[key] = (p, _site(gi, i), gi)
+            missing = [k for k in self.required_hyperparameters if k not in saved]
+            if missing:
+                raise ValueError(
+                    f"loaded param group {gi} has no {', '.join(map(repr, missing))}, which "
+                    f"{type(self).__name__} needs to step (torch's state dicts always hold it)"
+                )
             restored = _conventions.loaded_defaults(self, saved)
+            restored.update(self.torch_setdefaults)
             restored.update(
                 (k, _plain_value(v))
                 for k, v in saved.items()
@@ -578,8 +614,8 @@ class Optimizer:
                 raise ValueError(f"state dict has state for parameter {key!r}, which no group lists")
             p, site, gi = by_index[key]
             state[p] = self._load_param_state(p, site, entry, groups[gi])
-        self.param_groups[:] = groups
-        self.state = state
+        # groups and state change in one native call: an interruption finds both old or both new
+        _core.commit({"splice": [(self.param_groups, groups)], "set": [(self.__dict__, "state", state)]})
 
     def __dir__(self) -> list[str]:
         # The public API only, as tab completion should show it: no private names, and none
@@ -914,7 +950,14 @@ class Optimizer:
         settings need, committed only after the kernel succeeded. The kernel checks every
         array before it writes any, so a failed step changes nothing either way; when it
         finds a state array missing from a live state, the step is redone on the general
-        path, which creates the array or names it."""
+        path, which creates the array or names it.
+
+        Atomic, also when interrupted: Python only prepares the step's bookkeeping (new
+        ``step`` counters and states, ``last_step_skipped``) as a commit, changing nothing;
+        the kernel's native call writes it after the update, before it returns. An
+        asynchronous exception (Ctrl-C, a signal handler or trace function that raises)
+        comes only between two bytecodes, so it finds the step either not begun or
+        complete; every line after that call only reads."""
         try:
             self._run(grads, fast=True)
         except _core.StateMissing:
@@ -922,8 +965,7 @@ class Optimizer:
 
     def _run(self, grads: list[list[Any]], fast: bool) -> None:
         calls: list[dict[str, Any]] = []
-        pending: list[tuple[list[Any], list[dict[str, Any]]]] = []
-        counted: list[tuple[list[dict[str, Any]], list[float]]] = []
+        commit: _Commit = {}
         get = self.state._items.get
         for gi, group, tensors in self._with_grads(grads):
             params = tensors["params"]
@@ -943,7 +985,7 @@ class Optimizer:
                     steps = args.get("step") or [0.0] * len(live)
                     call["rounding"] = self._rounding_keys(gi, tensors["index"], steps)
                 if "step" in args:
-                    counted.append((live, args["step"]))
+                    commit.setdefault("column", []).append((live, "step", args["step"]))
                 calls.append(call)
                 continue
             self._check_current(gi, tensors["index"], olds)
@@ -963,22 +1005,20 @@ class Optimizer:
                 steps = [s.get("step", 0) for s in states]
                 call["rounding"] = self._rounding_keys(gi, tensors["index"], steps)
             calls.append(call)
-            pending.append((params, states))
-        if not self._unscale_and_clip(calls):
+            self.state.commit_to(commit, params, states)
+        if not self._unscale_and_clip(calls, commit):
             return
         if calls:
-            type(self)._kernel(calls)
-        for states, steps in counted:
-            for state, step in zip(states, steps):
-                state["step"] = step
-        for params, states in pending:
-            self.state.commit(params, states)
+            type(self)._kernel(calls, commit)
+        else:
+            _core.commit(commit)
 
-    def _unscale_and_clip(self, calls: list[dict[str, Any]]) -> bool:
+    def _unscale_and_clip(self, calls: list[dict[str, Any]], commit: _Commit) -> bool:
         """Applies the groups' ``grad_scale``, ``skip_nonfinite`` and ``max_grad_norm`` (see
         the class docstring) to the kernel ``calls`` of one step: sets each call's
         ``clip_coef``, and returns ``False`` when the step is to be skipped (after updating
-        ``last_step_skipped`` and ``skipped_steps``). Raises, naming the group, for a bad
+        ``last_step_skipped`` and ``skipped_steps`` in one call). Otherwise adds the reset of
+        ``last_step_skipped`` to the step's ``commit``. Raises, naming the group, for a bad
         setting. Without any of them set, costs no pass over the gradients."""
         settings = []
         for call in calls:
@@ -996,7 +1036,7 @@ class Optimizer:
         checks = any(skip for _, _, skip in settings)
         clips = [max_norm for _, max_norm, _ in settings if max_norm is not None]
         if not checks and not clips:
-            self.last_step_skipped = False
+            self._not_skipped(commit)
             return True
         for call in calls:
             for p, g in zip(call["params"], call["grads"]):
@@ -1013,15 +1053,20 @@ class Optimizer:
             scales.extend([scale] * len(call["grads"]))
             flags.extend([skip] * len(call["grads"]))
         finite, _, _, coefs = _core.grad_stats(grads, names, scales, flags, clips)
-        self.last_step_skipped = not finite
         if not finite:
-            self.skipped_steps += 1
+            self.__dict__.update(last_step_skipped=True, skipped_steps=self.skipped_steps + 1)
             return False
+        self._not_skipped(commit)
         coef = iter(coefs)
         for call, (_, max_norm, _) in zip(calls, settings):
             if max_norm is not None:
                 call["clip_coef"] = next(coef)
         return True
+
+    def _not_skipped(self, commit: _Commit) -> None:
+        """Adds ``last_step_skipped = False`` to the step's ``commit``, when it is not already."""
+        if self.last_step_skipped is not False:
+            commit.setdefault("set", []).append((self.__dict__, "last_step_skipped", False))
 
     def _check_current(self, gi: int, index: list[int], olds: list[dict[str, Any] | None]) -> None:
         """Raises if a state about to step lacks an array or scalar its settings need,
@@ -1044,6 +1089,9 @@ class Optimizer:
         parameter's position in the optimizer (over all groups), which with the group's
         ``seed`` key the stochastic rounding of its state (``src/kernels/state.rs``)."""
         first = sum(len(g["params"]) for g in self.param_groups[:gi])
+        for t, i in zip(steps, index):
+            if t >= _BF16_STEPS:
+                raise ValueError(_bf16_step_error(f"state 'step' of {_site(gi, i)}", t))
         return [(int(t), first + i) for t, i in zip(steps, index)]
 
     def _load_param_state(
@@ -1062,6 +1110,8 @@ class Optimizer:
             elif value is not None:
                 bf16 = group.get("state_dtype") == BF16
                 state[key] = _state_array(value, p, f"state {key!r} of {site}", bf16)
+        if group.get("state_dtype") == BF16 and state.get("step", 0.0) + 1.0 >= _BF16_STEPS:
+            raise ValueError(_bf16_step_error(f"state 'step' of {site}", state["step"]))
         required = scalars + self.required_state
         missing = [k for k in required if k not in state]
         if state and missing:
@@ -1126,7 +1176,8 @@ def _plain_value(value: Any) -> Any:
 def _scalar(value: Any, what: str) -> float:
     """``value`` (a number or a one-element numeric array) as a float; raises ``ValueError``
     naming ``what`` for anything else (bools and strings included) and for negative or
-    non-finite numbers."""
+    non-finite numbers, ``TypeError`` for a masked array."""
+    refuse_masked(value, what)
     try:
         array = np.asarray(value)
         if isinstance(value, (bool, np.bool_)) or array.dtype.kind not in "fiu":
@@ -1139,6 +1190,17 @@ def _scalar(value: Any, what: str) -> float:
     return number
 
 
+#: Steps of bfloat16 state are below this: the step number keys the stochastic rounding as a u64.
+_BF16_STEPS = 2.0**64
+
+
+def _bf16_step_error(what: str, step: float) -> str:
+    return (
+        f"{what} is {step:.17g}: with bfloat16 state (state_dtype='bfloat16') the step count keys "
+        "the stochastic rounding and must stay below 2**64"
+    )
+
+
 def _exported(value: np.ndarray) -> np.ndarray:
     """A copy of a state array for ``state_dict()``: bfloat16 bits as float32."""
     return _bfloat16.to_float32(value) if value.dtype == np.uint16 else value.copy(order="K")
@@ -1147,6 +1209,7 @@ def _exported(value: np.ndarray) -> np.ndarray:
 def _state_array(value: Any, p: np.ndarray, what: str, bf16: bool = False) -> np.ndarray:
     """A copy of ``value`` with ``p``'s shape, dtype and memory layout; with ``bf16``, as
     bfloat16 bits (rounded to nearest) instead of ``p``'s dtype."""
+    refuse_masked(value, what)
     try:
         array = np.asarray(value)
     except Exception:

@@ -1,11 +1,12 @@
 //! One `#[pyfunction]` per algorithm: each reads its group hyperparameters and
 //! hands the tensors to the shared [`super::step`].
 
-use pyo3::exceptions::{PyKeyError, PyValueError};
+use pyo3::exceptions::{PyKeyError, PyOverflowError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
 
 use super::arrays::{flats, write_back, Batch, Flat, SlotArray};
+use super::commit::Commit;
 use super::{step, GroupScale, Kernel};
 use crate::error::Error;
 use crate::kernels::adadelta::{AdadeltaHyper, AdadeltaTensor};
@@ -62,8 +63,12 @@ pub(crate) fn item<'py, T: FromPyObjectOwned<'py>>(
         .get_item(key)?
         .ok_or_else(|| PyKeyError::new_err(format!("param group has no '{}'", name())))?;
     value.extract::<T>().map_err(|e| {
-        let e: PyErr = e.into();
-        PyErr::from_type(e.get_type(group.py()), format!("'{}': {}", name(), e.value(group.py())))
+        let (py, e): (_, PyErr) = (group.py(), e.into());
+        if e.is_instance_of::<PyOverflowError>(py) {
+            // an int such as 10**400 that no float holds: a bad value, as torch's checks word it
+            return PyValueError::new_err(format!("'{}' does not fit in a float: {}", name(), e.value(py)));
+        }
+        PyErr::from_type(e.get_type(py), format!("'{}': {}", name(), e.value(py)))
     })
 }
 
@@ -76,7 +81,7 @@ macro_rules! item {
 
 /// `group[key]`, converted, or `default` when the group has no such key (or `None`): the
 /// settings of other frameworks' conventions, which a torch group (or state dict) lacks.
-fn item_or<'py, T: FromPyObjectOwned<'py>>(
+pub(crate) fn item_or<'py, T: FromPyObjectOwned<'py>>(
     group: &Bound<'py, PyDict>,
     key: &Bound<'py, PyString>,
     default: T,
@@ -546,56 +551,89 @@ impl Kernel for Lion {
 
 /// SGD, with or without (Nesterov) momentum, on every group.
 #[pyfunction]
-pub fn sgd_step(py: Python<'_>, groups: Vec<Bound<'_, PyDict>>) -> PyResult<()> {
-    step::<Sgd>(py, groups)
+#[pyo3(signature = (groups, commit=None))]
+pub fn sgd_step(py: Python<'_>, groups: Vec<Bound<'_, PyDict>>, commit: Option<Commit<'_>>) -> PyResult<()> {
+    step::<Sgd>(py, groups, commit)
 }
 
 /// AdaGrad on every group.
 #[pyfunction]
-pub fn adagrad_step(py: Python<'_>, groups: Vec<Bound<'_, PyDict>>) -> PyResult<()> {
-    step::<Adagrad>(py, groups)
+#[pyo3(signature = (groups, commit=None))]
+pub fn adagrad_step(
+    py: Python<'_>,
+    groups: Vec<Bound<'_, PyDict>>,
+    commit: Option<Commit<'_>>,
+) -> PyResult<()> {
+    step::<Adagrad>(py, groups, commit)
 }
 
 /// RMSprop on every group.
 #[pyfunction]
-pub fn rmsprop_step(py: Python<'_>, groups: Vec<Bound<'_, PyDict>>) -> PyResult<()> {
-    step::<Rmsprop>(py, groups)
+#[pyo3(signature = (groups, commit=None))]
+pub fn rmsprop_step(
+    py: Python<'_>,
+    groups: Vec<Bound<'_, PyDict>>,
+    commit: Option<Commit<'_>>,
+) -> PyResult<()> {
+    step::<Rmsprop>(py, groups, commit)
 }
 
 /// AdaDelta on every group.
 #[pyfunction]
-pub fn adadelta_step(py: Python<'_>, groups: Vec<Bound<'_, PyDict>>) -> PyResult<()> {
-    step::<Adadelta>(py, groups)
+#[pyo3(signature = (groups, commit=None))]
+pub fn adadelta_step(
+    py: Python<'_>,
+    groups: Vec<Bound<'_, PyDict>>,
+    commit: Option<Commit<'_>>,
+) -> PyResult<()> {
+    step::<Adadelta>(py, groups, commit)
 }
 
 /// Adam / AdamW / AMSGrad on every group.
 #[pyfunction]
-pub fn adam_step(py: Python<'_>, groups: Vec<Bound<'_, PyDict>>) -> PyResult<()> {
-    step::<Adam>(py, groups)
+#[pyo3(signature = (groups, commit=None))]
+pub fn adam_step(py: Python<'_>, groups: Vec<Bound<'_, PyDict>>, commit: Option<Commit<'_>>) -> PyResult<()> {
+    step::<Adam>(py, groups, commit)
 }
 
 /// NAdam / NAdamW on every group.
 #[pyfunction]
-pub fn nadam_step(py: Python<'_>, groups: Vec<Bound<'_, PyDict>>) -> PyResult<()> {
-    step::<Nadam>(py, groups)
+#[pyo3(signature = (groups, commit=None))]
+pub fn nadam_step(
+    py: Python<'_>,
+    groups: Vec<Bound<'_, PyDict>>,
+    commit: Option<Commit<'_>>,
+) -> PyResult<()> {
+    step::<Nadam>(py, groups, commit)
 }
 
 /// RAdam on every group.
 #[pyfunction]
-pub fn radam_step(py: Python<'_>, groups: Vec<Bound<'_, PyDict>>) -> PyResult<()> {
-    step::<Radam>(py, groups)
+#[pyo3(signature = (groups, commit=None))]
+pub fn radam_step(
+    py: Python<'_>,
+    groups: Vec<Bound<'_, PyDict>>,
+    commit: Option<Commit<'_>>,
+) -> PyResult<()> {
+    step::<Radam>(py, groups, commit)
 }
 
 /// Adamax on every group.
 #[pyfunction]
-pub fn adamax_step(py: Python<'_>, groups: Vec<Bound<'_, PyDict>>) -> PyResult<()> {
-    step::<Adamax>(py, groups)
+#[pyo3(signature = (groups, commit=None))]
+pub fn adamax_step(
+    py: Python<'_>,
+    groups: Vec<Bound<'_, PyDict>>,
+    commit: Option<Commit<'_>>,
+) -> PyResult<()> {
+    step::<Adamax>(py, groups, commit)
 }
 
 /// Lion on every group.
 #[pyfunction]
-pub fn lion_step(py: Python<'_>, groups: Vec<Bound<'_, PyDict>>) -> PyResult<()> {
-    step::<Lion>(py, groups)
+#[pyo3(signature = (groups, commit=None))]
+pub fn lion_step(py: Python<'_>, groups: Vec<Bound<'_, PyDict>>, commit: Option<Commit<'_>>) -> PyResult<()> {
+    step::<Lion>(py, groups, commit)
 }
 
 type NormGroup = (AdagradNormHyper, Vec<usize>, GroupScale);
@@ -640,13 +678,28 @@ fn norm_hyper(g: &Bound<'_, PyDict>) -> PyResult<NormGroup> {
 /// Scalar AdaGrad (AdaGrad-Norm) on every group.
 ///
 /// Each tensor names the accumulator it adds its `||g||^2` to (its scope);
-/// `b_sq` holds the accumulators' current values. Returns their new values.
+/// `b_sq` holds the accumulators' current values. Once the step is done, each state dict
+/// in `holders[a]` becomes `{"b_sq": new value of accumulator a}`, and `commit` is made
+/// (see [`super::commit`]). Returns the accumulators' new values.
 #[pyfunction]
+#[pyo3(signature = (groups, b_sq, holders=Vec::new(), commit=None))]
 pub fn adagrad_norm_step(
     py: Python<'_>,
     groups: Vec<Bound<'_, PyDict>>,
     b_sq: Vec<f64>,
+    holders: Vec<Vec<Bound<'_, PyDict>>>,
+    commit: Option<Commit<'_>>,
 ) -> PyResult<Vec<f64>> {
+    if holders.len() > b_sq.len() {
+        return Err(Error::Malformed(format!(
+            "{} lists of b_sq holders but {} accumulators",
+            holders.len(),
+            b_sq.len()
+        ))
+        .into());
+    }
+    let commit = commit.unwrap_or_default();
+    commit.check()?;
     let (hypers, tensors) = super::extract_groups(&groups, norm_hyper)?;
     for ((_, accumulator, _), t) in hypers.iter().zip(&tensors) {
         if accumulator.len() != t.params.len() || accumulator.iter().any(|&a| a >= b_sq.len()) {
@@ -670,5 +723,13 @@ pub fn adagrad_norm_step(
         apply_norm_step(&hypers, &mut flat64, &b_sq);
         b_sq
     });
+    commit.apply()?;
+    let key = pyo3::intern!(py, "b_sq");
+    for (states, &value) in holders.iter().zip(&b_sq) {
+        for state in states {
+            state.clear();
+            state.set_item(key, value)?;
+        }
+    }
     Ok(b_sq)
 }
