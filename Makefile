@@ -6,22 +6,46 @@ VENV := .venv
 BIN := $(VENV)/bin
 export VIRTUAL_ENV := $(CURDIR)/$(VENV)
 
-.PHONY: demo test venv build test-deps lint rust-test valgrind py-test mpi-deps mpi-test bench bench-quick bench-distributed bench-rust clean
+.PHONY: demo test venv build test-deps lint rust-test valgrind py-test mpi-deps mpi-test bench bench-quick bench-distributed bench-rust clean wheel wheel-install wheel-test bench-abi3 mypy
 # The steps share one virtual environment: never run them concurrently (make -j).
 .NOTPARALLEL:
 
 demo: build
 	$(BIN)/python -m ferroptim compare
 
-test: test-deps build lint rust-test valgrind py-test mpi-test bench-quick
+test: test-deps wheel-install lint rust-test valgrind py-test wheel-test mpi-test bench-quick
 
 venv:
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q "maturin>=1.9,<2" "numpy>=1.23"
+	$(BIN)/python -m pip install -q "maturin>=1.9.4,<2" "numpy>=1.23"
 
 build: venv
 	$(BIN)/maturin develop --release -q --extras experiments
+
+# One wheel for every CPython >= 3.9 (the stable ABI: the `abi3` cargo feature) and every
+# Linux with glibc >= 2.17 (manylinux2014), linked by zig (the `ziglang` package) against
+# glibc 2.17's symbols, into dist/. check_wheel.py confirms the tag with `auditwheel show`
+# and that LICENSE is inside.
+WHEEL_GLOB := dist/ferroptim-*-cp39-abi3-manylinux*.whl
+wheel: venv
+	$(BIN)/python -m pip install -q "ziglang>=0.13" "auditwheel>=6"
+	rm -f $(WHEEL_GLOB)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/maturin build --release -q --features abi3 --zig \
+		--compatibility manylinux2014 --out dist
+	$(BIN)/python tests/wheel/check_wheel.py $(WHEEL_GLOB)
+
+# `make test` tests the wheel: installed into .venv with the experiments extra, in place of
+# `make build`'s build, so that one release build serves all of its steps.
+wheel-install: wheel
+	$(BIN)/python -m pip uninstall -q -y ferroptim
+	$(BIN)/python -m pip install -q "$$(ls $(WHEEL_GLOB))[experiments]"
+
+# The wheel in a fresh virtual environment of every CPython 3.9-3.13 this machine has
+# (pyenv's, or python3.X on PATH; a missing one is reported and skipped), with NumPy from
+# PyPI: the README's quickstart and tests/wheel/smoke.py (SGD and Adam against NumPy).
+wheel-test:
+	$(BIN)/python tests/wheel/check_wheel.py --install $(WHEEL_GLOB)
 
 # Open MPI (Debian's packages, when mpirun is missing and apt-get can: root) and mpi4py, for
 # the MPI tests, the data-parallel example's test and the distributed benchmark.
@@ -31,20 +55,41 @@ mpi-deps: venv
 		|| { echo "mpirun is missing and could not be installed (apt-get install openmpi-bin libopenmpi-dev)"; exit 1; }
 	$(BIN)/python -m pip install -q "mpi4py>=4"
 
+# The requirements of an extra of pyproject.toml (`$(EXTRA) test`), one a line, read without
+# building the package (tomllib, or pip's own copy of tomli before Python 3.11).
+EXTRA := $(BIN)/python -c 'import importlib, sys; \
+	toml = importlib.import_module("tomllib" if sys.version_info >= (3, 11) else "pip._vendor.tomli"); \
+	print(*toml.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"][sys.argv[1]], sep="\n")'
+
+# The `test` extra, the one list of what the tests, lints and wheel checks need.
 test-deps: venv mpi-deps
 	rustup component add rustfmt clippy 2>/dev/null || true
-	$(BIN)/python -m pip install -q "pytest>=8" "hypothesis>=6.100" "ruff>=0.6" "mypy>=1.10" torch \
-		"nbclient>=0.7" "nbformat>=5" "ipykernel>=6"
-	# references of tests/test_conventions.py: optax on jax (CPU wheels) and Keras 3 on the jax backend
-	$(BIN)/python -m pip install -q "jax>=0.4.30" "optax>=0.2.4" "keras>=3.8"
+	$(EXTRA) test | xargs -d '\n' $(BIN)/python -m pip install -q
 
 lint:
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
 	$(BIN)/ruff check python tests benches
 	$(BIN)/ruff format --check python tests benches
-	$(BIN)/python -m mypy python/ferroptim
+	$(MAKE) --no-print-directory mypy
 	$(BIN)/python -m mypy.stubtest ferroptim._core
+	$(BIN)/actionlint .github/workflows/*.yml
+
+# mypy at the package's oldest Python, 3.9 (pyproject's python_version), in a venv of that
+# Python with the NumPy and matplotlib that install there: NumPy >= 2.1's stubs assume a newer
+# Python, and mypy 2.4 checks 3.10 code at the oldest. Without a CPython 3.9 (pyenv's, or
+# python3.9 on PATH), mypy checks at .venv's Python instead, and says so.
+PY39 := $(firstword $(wildcard $(shell pyenv root 2>/dev/null || echo $(HOME)/.pyenv)/versions/3.9.*/bin/python3.9) \
+	$(shell command -v python3.9 2>/dev/null))
+MYPY_VENV := .venv-py39
+mypy:
+	@if [ -n "$(PY39)" ] && $(PY39) -c "" 2>/dev/null; then \
+		test -x $(MYPY_VENV)/bin/python || $(PY39) -m venv $(MYPY_VENV); \
+		$(MYPY_VENV)/bin/python -m pip install -q --disable-pip-version-check "mypy>=1.10,<2" numpy matplotlib \
+		&& echo "mypy at Python 3.9 ($(PY39))" && $(MYPY_VENV)/bin/python -m mypy python/ferroptim; \
+	else v=$$($(BIN)/python -c 'import sys; print("%d.%d" % sys.version_info[:2])'); \
+		echo "no CPython 3.9 here: mypy checks at .venv's Python $$v"; \
+		$(BIN)/python -m mypy --python-version $$v python/ferroptim; fi
 
 rust-test:
 	cargo test
@@ -99,9 +144,16 @@ bench-quick:
 bench-distributed: build mpi-deps
 	$(BIN)/python benches/bench_distributed.py
 
+# Per-step time of the abi3 wheel against the version-specific build (`make build`'s), each
+# in its own process, alternating (a minute or two); the table is printed.
+bench-abi3: build wheel
+	rm -rf target/bench-abi3
+	$(BIN)/python -m pip install -q --no-deps --target target/bench-abi3 $(WHEEL_GLOB)
+	$(BIN)/python benches/bench_abi3.py --other target/bench-abi3
+
 # Criterion benches of the Rust kernels (bytes/s per kernel, size and dtype).
 bench-rust:
 	cargo bench --bench kernels
 
 clean:
-	rm -rf $(VENV) target python/ferroptim/*.so
+	rm -rf $(VENV) $(MYPY_VENV) target dist python/ferroptim/*.so

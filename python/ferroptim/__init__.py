@@ -8,6 +8,7 @@
 
 import os as _os
 import warnings as _warnings
+from importlib.metadata import version as _version
 
 from . import distributed, lr_scheduler
 from ._core import MinibatchSampler, get_num_threads, get_simd_level, set_num_threads, set_simd_level
@@ -58,7 +59,8 @@ __all__ = [
     "set_num_threads",
     "set_simd_level",
 ]
-__version__ = "0.1.0"
+# The version is Cargo.toml's, which maturin writes into the installed package's metadata.
+__version__ = _version("ferroptim")
 
 _threads = _os.environ.get("FERROPTIM_NUM_THREADS", "").strip()
 if _threads and not (_threads.isdigit() and int(_threads) > 0):

@@ -616,6 +616,12 @@ class Optimizer:
         # groups and state change in one native call: an interruption finds both old or both new
         _core.commit({"splice": [(self.param_groups, groups)], "set": [(self.__dict__, "state", state)]})
 
+    def __dir__(self) -> list[str]:
+        # The public API only, as tab completion should show it: no private names, and none
+        # of the class attributes (the ClassVars above) by which a subclass describes its kernel.
+        spec = {n for n, hint in Optimizer.__annotations__.items() if str(hint).startswith("ClassVar")}
+        return sorted(n for n in super().__dir__() if not n.startswith("_") and n not in spec)
+
     def __repr__(self) -> str:
         text = type(self).__name__ + " ("
         for i, group in enumerate(self.param_groups):

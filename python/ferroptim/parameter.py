@@ -111,7 +111,7 @@ class Parameter(np.ndarray):
         """``ndarray.astype``, returning a plain ndarray."""
         return self.view(np.ndarray).astype(*args, **kwargs)
 
-    def reshape(self, *args: Any, **kwargs: Any) -> np.ndarray:  # type: ignore[override]
+    def reshape(self, *args: Any, **kwargs: Any) -> np.ndarray:  # type: ignore[override, unused-ignore]  # not with NumPy 2.0
         """``ndarray.reshape``, returning a plain ndarray (a view where NumPy gives one)."""
         return self.view(np.ndarray).reshape(*args, **kwargs)
 

@@ -84,7 +84,7 @@ def save(obj: Any, f: PathOrFile, *, compress: bool = False) -> None:
 
 def _write(out: Any, members: dict[str, np.ndarray], compress: bool) -> None:
     write = np.savez_compressed if compress else np.savez
-    write(out, **members)  # type: ignore[arg-type]
+    write(out, **members)  # type: ignore[arg-type, unused-ignore]  # not needed with NumPy 2.0 (Python 3.9)
 
 
 def load(f: PathOrFile) -> Any:

@@ -305,7 +305,7 @@ const BF16_BITS: &str = "uint16 (bfloat16 bits, as the group's state_dtype is 'b
 fn slots_match(slots: &[Option<Bound<'_, PyString>>], names: &[&str]) -> bool {
     slots.len() == names.len()
         && names.len() <= MAX_SLOTS
-        && slots.iter().zip(names).all(|(s, name)| s.as_ref().is_none_or(|s| s.to_str().ok() == Some(name)))
+        && slots.iter().zip(names).all(|(s, name)| s.as_ref().is_none_or(|s| *s == *name))
 }
 
 fn borrow_tensor<'py, T: Element, S: Element>(

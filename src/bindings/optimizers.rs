@@ -58,7 +58,7 @@ pub(crate) fn item<'py, T: FromPyObjectOwned<'py>>(
     group: &Bound<'py, PyDict>,
     key: &Bound<'py, PyString>,
 ) -> PyResult<T> {
-    let name = || key.to_str().unwrap_or("?").to_owned();
+    let name = || key.to_string_lossy().into_owned();
     let value = group
         .get_item(key)?
         .ok_or_else(|| PyKeyError::new_err(format!("param group has no '{}'", name())))?;

@@ -28,7 +28,7 @@ their errors, and no rank is left waiting in a collective. Launch with ``mpirun 
 -m mpi4py your_script.py`` so that an exception your own code raises on one rank (outside
 ferroptim) aborts the job instead of leaving the others waiting.
 
-Built on mpi4py (``pip install 'ferroptim[mpi]'``), imported on first use: ``import
+Built on mpi4py (the ``mpi`` extra: ``pip install '.[mpi]'`` in a clone), imported on first use: ``import
 ferroptim`` never needs it. ``comm`` is an ``mpi4py.MPI.Intracomm`` (default
 ``MPI.COMM_WORLD``).
 """

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from .._extras import install_hint
 from ..parameter import Parameter
 
 
@@ -23,8 +24,8 @@ def _mpi() -> Any:
         from mpi4py import MPI
     except ImportError as err:
         raise ImportError(
-            "ferroptim.distributed needs mpi4py (and an MPI library such as Open MPI): "
-            "pip install 'ferroptim[mpi]'"
+            "ferroptim.distributed needs mpi4py (and an MPI library such as Open MPI), the `mpi` extra: "
+            + install_hint("mpi")
         ) from err
     return MPI
 

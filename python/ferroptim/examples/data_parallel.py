@@ -40,6 +40,7 @@ import numpy as np
 
 import ferroptim as fo
 from ferroptim import distributed as dist
+from ferroptim._extras import install_hint
 
 if TYPE_CHECKING:
     from mpi4py import MPI
@@ -196,8 +197,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         from threadpoolctl import threadpool_limits
     except ImportError:
         sys.exit(
-            "this example needs mpi4py (and an MPI library) and the experiments' dependencies: "
-            "pip install 'ferroptim[mpi,experiments]'"
+            "this example needs mpi4py (and an MPI library such as Open MPI) and the experiments' "
+            f"dependencies, the `mpi` and `experiments` extras: {install_hint('mpi,experiments')}"
         )
     comm = MPI.COMM_WORLD
     for name in ("steps", "batch_size", "hidden"):

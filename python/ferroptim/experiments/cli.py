@@ -9,7 +9,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-EXTRA = "the experiments need matplotlib, tqdm and scikit-learn: pip install 'ferroptim[experiments]'"
+from .._extras import install_hint
+
+EXTRA = f"the experiments need the `experiments` extra: {install_hint('experiments')}"
 
 
 def _positive_int(text: str) -> int:
@@ -56,14 +58,21 @@ def _lr_override(methods: Sequence[str]):
     return parse
 
 
+def _prog() -> str:
+    """How the command was invoked: ``python -m ferroptim`` (run as a module), else ``ferroptim``."""
+    return "python -m ferroptim" if Path(sys.argv[0]).name == "__main__.py" else "ferroptim"
+
+
 def parser() -> argparse.ArgumentParser:
     """The argument parser of all four subcommands."""
+    from .. import __version__
     from . import b0_sweep, compare, models
 
     top = argparse.ArgumentParser(
-        prog="python -m ferroptim",
+        prog=_prog(),
         description="The lecture's optimization experiments, run with ferroptim's optimizers.",
     )
+    top.add_argument("--version", action="version", version=f"ferroptim {__version__}")
     sub = top.add_subparsers(dest="command", required=True, metavar="{rates,compare,b0-sweep,agn-theory}")
 
     def common(p: argparse.ArgumentParser, out: str) -> None:
