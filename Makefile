@@ -6,14 +6,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 export VIRTUAL_ENV := $(CURDIR)/$(VENV)
 
-.PHONY: demo test venv build test-deps lint rust-test valgrind py-test mpi-deps mpi-test bench bench-quick bench-distributed bench-rust clean
+.PHONY: demo test docs notebooks venv build test-deps lint rust-test valgrind py-test mpi-deps mpi-test bench bench-quick bench-distributed bench-rust clean
 # The steps share one virtual environment: never run them concurrently (make -j).
 .NOTPARALLEL:
 
 demo: build
 	$(BIN)/python -m ferroptim compare
 
-test: test-deps build lint rust-test valgrind py-test mpi-test bench-quick
+test: test-deps build lint rust-test valgrind py-test mpi-test bench-quick docs
 
 venv:
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,17 @@ venv:
 
 build: venv
 	$(BIN)/maturin develop --release -q --extras experiments
+
+# The documentation site (docs/conf.py: Sphinx, the README's sections, the docstrings and the
+# notebooks, executed) into site/, with every warning an error; installs the `docs` extra.
+docs: venv
+	$(BIN)/maturin develop --release -q --extras experiments,docs
+	$(BIN)/python -m sphinx -b html -W --keep-going -q docs site
+
+# Re-executes examples/*.ipynb in place: they are committed with their outputs.
+notebooks: build
+	$(BIN)/python -m pip install -q "nbclient>=0.7" "nbformat>=5" "ipykernel>=6"
+	$(BIN)/python examples/execute.py
 
 # Open MPI (Debian's packages, when mpirun is missing and apt-get can: root) and mpi4py, for
 # the MPI tests, the data-parallel example's test and the distributed benchmark.

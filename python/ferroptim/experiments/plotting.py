@@ -22,7 +22,7 @@ def axes_grid(ax: Any, rows: int, cols: int, width: float, height: float) -> tup
         import matplotlib.pyplot as plt
 
         fig, axes = plt.subplots(
-            rows, cols, figsize=(width * cols, height * rows), squeeze=False, layout="constrained"
+            rows, cols, figsize=(width * cols, height * rows), dpi=80, squeeze=False, layout="constrained"
         )
         plt.close(fig)
         return fig, axes

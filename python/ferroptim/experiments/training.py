@@ -64,7 +64,7 @@ def progress_bar(total: int, desc: str, *, enabled: bool) -> ProgressBar:
     from tqdm.auto import tqdm
     from tqdm.notebook import tqdm as widget_tqdm
 
-    # tqdm's own `disable=None` turns the widget off too, as Jupyter's stderr is no TTY
+    # a text bar only on a TTY; the widget always, as Jupyter's streams need not claim to be TTYs
     in_jupyter = issubclass(tqdm, widget_tqdm)
     bar: ProgressBar = tqdm(
         total=total, desc=desc, unit="epoch", leave=False, disable=False if in_jupyter else None
