@@ -38,9 +38,9 @@ extensions = [
     "myst_nb",
 ]
 
-# README sections that make the front page, in README order; every other "## " section is
-# a page of the user guide.
-FRONT_PAGE_SECTIONS = ("Set up and run (fresh machine)", "Quickstart")
+# The README's sections up to this one (set-up, quickstart, ...) make the front page; every
+# later "## " section is a page of the user guide.
+LAST_FRONT_PAGE_SECTION = "Documentation"
 
 
 def _slug(title: str) -> str:
@@ -98,8 +98,10 @@ def _generate() -> None:
     if GENERATED.exists():
         shutil.rmtree(GENERATED)
     intro, sections = _readme_sections()
-    front = [body for title, body in sections if title in FRONT_PAGE_SECTIONS]
-    guide = [(title, body) for title, body in sections if title not in FRONT_PAGE_SECTIONS]
+    titles = [title for title, _ in sections]
+    split = titles.index(LAST_FRONT_PAGE_SECTION) + 1
+    front = [body for _, body in sections[:split]]
+    guide = sections[split:]
     pages = []
     for title, body in guide:
         page = f"guide/{_slug(title)}"
