@@ -116,11 +116,12 @@ def _generate() -> None:
     _write(GENERATED / "index-readme.md", _relink(intro + "".join(front), ""))
 
     for cls in _optimizer_classes():
-        members = ":members: step" if "step" in vars(cls) else ""
+        options = ["   :show-inheritance:"] + (["   :members: step"] if "step" in vars(cls) else [])
         _write(
             GENERATED / "api" / "optimizers" / f"{cls.__name__}.md",
             f"# {cls.__name__}\n\n```{{eval-rst}}\n.. autoclass:: ferroptim.{cls.__name__}\n"
-            f"   {members}\n   :show-inheritance:\n```\n",
+            + "\n".join(options)
+            + "\n```\n",
         )
     for notebook in sorted((ROOT / "examples").glob("*.ipynb")):
         target = GENERATED / "examples" / notebook.name

@@ -43,6 +43,8 @@ class Method:
 #: The lecture's optimizers, with learning rates at the centre of ``TUNE_FACTORS``'s grid
 #: for both models on digits (AdaGrad-Norm's ``lr`` is the lecture's numerator η = 1
 #: times a factor; its ``b0`` is the subject of ``b0-sweep``).
+#:
+#: :meta hide-value:
 METHODS: dict[str, Method] = {
     "SGD": Method(fo.SGD, {"lr": 1.5}),
     "Momentum": Method(fo.SGD, {"lr": 0.3, "momentum": 0.9}),
