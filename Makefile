@@ -24,10 +24,11 @@ build: venv
 	$(BIN)/maturin develop --release -q --extras experiments
 
 # The documentation site (docs/conf.py: Sphinx, the README's sections, the docstrings and the
-# notebooks, executed) into site/, with every warning an error; installs the `docs` extra.
+# notebooks, executed) into site/html/ (myst-nb keeps the executed notebooks beside it, in
+# site/jupyter_execute/), with every warning an error; installs the `docs` extra.
 docs: venv
 	$(BIN)/maturin develop --release -q --extras experiments,docs
-	$(BIN)/python -m sphinx -b html -W --keep-going -q docs site
+	$(BIN)/python -m sphinx -b html -W --keep-going -q docs site/html
 
 # Re-executes examples/*.ipynb in place: they are committed with their outputs.
 notebooks: build

@@ -1,4 +1,4 @@
-"""Sphinx configuration of ferroptim's documentation site (`make docs`, output in site/).
+"""Sphinx configuration of ferroptim's documentation site (`make docs`, output in site/html/).
 
 The site is assembled from what the repository already has, so nothing is written twice:
 
