@@ -17,7 +17,9 @@ HERE = Path(__file__).resolve().parent
 
 
 def execute(path: Path) -> None:
-    book = nbformat.read(path, as_version=4)
+    # cell ids are required from nbformat 4.5 on: normalize() gives cells without one an id
+    _, fixed = nbformat.validator.normalize(nbformat.read(path, as_version=4))
+    book = nbformat.from_dict(fixed)
     nbclient.NotebookClient(
         book,
         timeout=600,

@@ -179,7 +179,10 @@ def test_param_groups_of_mixed_dtypes() -> None:
     sizes = zero.shard_sizes()
     assert sizes == [sum(counts[r] for counts in shard_counts(buckets)) for r in range(SIZE)]
     assert sum(sizes) == sum(buckets) and max(sizes) - min(sizes) <= 1
-    shards = [p.size for g in zero.optim.param_groups for p in g["params"]]
+    # the local optimizer's parameters of each bucket (group x dtype) hold its shard
+    bucket_dtypes = [(0, np.float64), (0, np.float32), (1, np.float32), (1, np.float64)]
+    groups = zero.optim.param_groups
+    shards = [sum(p.size for p in groups[gi]["params"] if p.dtype == d) for gi, d in bucket_dtypes]
     assert shards == [counts[RANK] for counts in shard_counts(buckets)]
     for t in range(10):
         grads = rank_grads(shapes, dtypes, t)
@@ -256,9 +259,10 @@ def test_consolidated_checkpoint_resumes_unsharded_and_sharded(
     lo, hi = own_range(shard_counts([43])[0])
     for key in cls.state_slots:
         saved = [checkpoint["optimizer"]["state"].get(i, {}).get(key) for i in range(4)]
-        if own and key in own[0]:
+        if own and key in own[0]:  # the local parameters' state, laid end to end
             flat = np.concatenate([np.asarray(s).reshape(-1) for s in saved])
-            np.testing.assert_array_equal(own[0][key], flat[lo:hi], err_msg=key)
+            mine = np.concatenate([np.ravel(own[k][key]) for k in sorted(own)])
+            np.testing.assert_array_equal(mine, flat[lo:hi], err_msg=key)
 
     # resumed unsharded (every rank a plain optimizer on the full batch) ...
     resumed = [fo.Parameter(np.array(a)) for a in checkpoint["params"]]
@@ -352,14 +356,15 @@ def test_state_memory_of_a_larger_model() -> None:
 
 
 def test_shard_parameters_hold_the_current_values_from_the_start() -> None:
-    """Before any step, each local shard parameter (``zero.optim``) holds this rank's slice
-    of the parameters laid out one after the other (separate arrays: a private vector)."""
+    """Before any step, the local shard parameters (``zero.optim``), laid end to end, hold
+    this rank's slice of the parameters laid out one after the other (separate arrays:
+    views of the parameters that the shard overlaps)."""
     rng = np.random.default_rng(7)
     params = [fo.Parameter(rng.standard_normal(s)) for s in [(3, 2), (5,), (1,)]]
     zero = ZeroRedundancyOptimizer(params, fo.SGD, lr=0.1)
     flat = np.concatenate([p.reshape(-1) for p in params])
     lo = sum(zero.shard_sizes()[:RANK])
-    (shard,) = zero.optim.param_groups[0]["params"]
+    shard = np.concatenate([p.reshape(-1) for p in zero.optim.param_groups[0]["params"]])
     np.testing.assert_array_equal(shard, flat[lo : lo + shard.size])
 
 

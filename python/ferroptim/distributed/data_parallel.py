@@ -11,7 +11,7 @@ import numpy as np
 from ..optimizer import Optimizer
 from ..parameter import FLOAT_DTYPES
 from ._collective import _agree, _comm, _exchange_plan, _mpi, _run_closure
-from ._flat import _chunks, _pack, _span, _views
+from ._flat import _cap_bytes, _chunks, _pack, _span, _views
 
 #: Operations of :class:`DistributedOptimizer` on the ranks' gradients.
 OPS = ("average", "sum")
@@ -64,12 +64,7 @@ class DistributedOptimizer:
             raise TypeError(f"optimizer must be a ferroptim Optimizer, got {type(optimizer).__name__}")
         if op not in OPS:
             raise ValueError(f"op must be one of {OPS}, got {op!r}")
-        if bucket_cap_mb is not None and (
-            isinstance(bucket_cap_mb, bool)
-            or not isinstance(bucket_cap_mb, (int, float))
-            or not bucket_cap_mb > 0
-        ):
-            raise ValueError(f"bucket_cap_mb must be a positive number or None, got {bucket_cap_mb!r}")
+        _cap_bytes(bucket_cap_mb)
         self.optimizer = optimizer
         self.comm = _comm(comm)
         self.op = op
@@ -108,7 +103,6 @@ class DistributedOptimizer:
         params, local, has_grad = _exchange_plan(comm, self.param_groups, grads, "the gradient all-reduce")
         reduced: list[Any] = [None] * len(params)
         sent = 0
-        cap = None if self.bucket_cap_mb is None else int(self.bucket_cap_mb * 2**20)
         dtypes = [p.dtype for p in params]
         for dtype in FLOAT_DTYPES:
             members = [i for i, d in enumerate(dtypes) if d == dtype and has_grad[i]]
@@ -129,7 +123,7 @@ class DistributedOptimizer:
                 _pack(mine, shapes, buffer)
             else:
                 buffer = span
-            sent += self._allreduce(buffer, cap)
+            sent += self._allreduce(buffer, _cap_bytes(self.bucket_cap_mb))
             views = _views(buffer, shapes)
             for i, g, view in zip(members, mine, views):
                 reduced[i] = view

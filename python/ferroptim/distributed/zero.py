@@ -14,16 +14,24 @@ from .. import _core
 from .._validate import GRAD_DEFAULTS, grad_settings
 from ..adagrad_norm import AdagradNorm
 from ..adam import Adam
-from ..flat import _buffered
+from ..flat import BufferedParameter, _buffered
 from ..hooks import RemovableHandle, register
 from ..optimizer import Optimizer, _has_step_hooks, _hooks_running, _run_post_hooks, _run_pre_hooks
 from ._collective import DistributedError, _agree, _comm, _exchange_plan, _mpi, _root, _run_closure, _sites
-from ._flat import _offsets, _pack, _span, _views
+from ._flat import _cap_bytes, _flat_range, _offsets, _read, _span, _write
 
 
 class _Bucket:
     """The parameters of one dtype of one param group, as one flat vector of ``n`` elements
-    cut into one contiguous shard per rank, in rank order."""
+    cut into one contiguous shard per rank, in rank order.
+
+    The vector is never copied whole. When the parameters are views of one buffer laid out
+    back to back, it is that buffer (``span``); otherwise its pieces are read and written
+    through views of the parameters (``_segments``). The local optimizer steps ``shards``:
+    views of this rank's shard in the parameters (one per parameter it overlaps), each with
+    its slice of ``shard_grad`` as ``.grad``; only where a parameter that is neither
+    C-contiguous nor 1-D has a part of the shard that no single view holds does that part
+    get a staged copy (``staged``), read before and written back after the local step."""
 
     def __init__(self, index: list[int], params: list[np.ndarray], counts: list[int], rank: int) -> None:
         self.index, self.params = index, params
@@ -35,16 +43,40 @@ class _Bucket:
         #: Shard r is ``[bounds[r], bounds[r + 1])``, ``counts[r]`` elements.
         self.counts = counts
         self.bounds = _offsets(counts)
+        self.rank = rank
         self.lo, self.hi = self.bounds[rank], self.bounds[rank + 1]
-        span = _span(params)
-        #: The parameters as one vector: the caller's buffer when they are views of one,
-        #: else a private copy (refreshed from the parameters before each step).
-        self.private = span is None
-        self.data = np.empty(self.n, dtype=self.dtype) if span is None else span
-        self.load_shard()  # the shard parameter shows the current values from the start
+        #: The flat vector when the parameters are views of one buffer back to back, else ``None``.
+        self.span = _span(params)
+        #: This rank's shard of the reduced gradient.
         self.shard_grad = np.zeros(self.hi - self.lo, dtype=self.dtype)
-        self.shard = _buffered(self.data[self.lo : self.hi], self.shard_grad)
-        self._send: np.ndarray | None = None
+        #: Where each of ``shards`` starts in the flat vector.
+        self.starts: list[int] = []
+        self.shards: list[BufferedParameter] = []
+        #: ``(start, staged copy)`` of the shard's parts that no single view holds.
+        self.staged: list[tuple[int, np.ndarray]] = []
+        for start, stop, view in self._parts():
+            if view is None:  # a part no single view holds: a staged copy
+                view = np.empty(stop - start, dtype=self.dtype)
+                _read(self.params, self.offsets, start, view)
+                self.staged.append((start, view))
+            grad = self.shard_grad[start - self.lo : stop - self.lo].reshape(view.shape)
+            self.starts.append(start)
+            self.shards.append(_buffered(view, grad))
+
+    def _parts(self) -> Iterator[tuple[int, int, np.ndarray | None]]:
+        """This rank's shard as ``(start, stop, view)``: a view of the parameters holding the
+        flat elements ``[start, stop)``, or ``None`` where it takes more than one view of a
+        parameter (whose views could interleave in memory). An empty shard is one empty part,
+        so that every rank's local optimizer has a parameter (and state) for every bucket."""
+        if self.span is not None:
+            yield self.lo, self.hi, self.span[self.lo : self.hi]
+            return
+        if self.lo == self.hi:
+            yield self.lo, self.hi, np.empty(0, dtype=self.dtype)
+            return
+        for k, own, where in self.pieces(self.lo, self.hi):
+            views = _flat_range(np.asarray(self.params[k]), own.start, own.stop)
+            yield where.start, where.stop, views[0] if len(views) == 1 else None
 
     def pieces(self, lo: int, hi: int) -> Iterator[tuple[int, slice, slice]]:
         """For each parameter overlapping ``[lo, hi)`` of the flat vector: its position in
@@ -54,26 +86,20 @@ class _Bucket:
             if a < b:
                 yield k, slice(a - start, b - start), slice(a, b)
 
-    def load_shard(self) -> None:
-        """Copies the parameters' values of this rank's shard into the private vector."""
-        if self.private:
-            for k, own, flat in self.pieces(self.lo, self.hi):
-                self.data[flat] = self.params[k].reshape(-1)[own]
+    def rounds(self, cap: int | None) -> Iterator[tuple[list[int], list[int]]]:
+        """The exchange through a staging buffer of at most ``cap`` bytes (``None``: the
+        whole vector), in rounds; for each, where every rank's next piece of its shard
+        starts in the flat vector and how many elements it has (the same on every rank)."""
+        most = max(self.counts)
+        ranks = len(self.counts)
+        per_rank = most if cap is None else max(1, cap // (ranks * self.dtype.itemsize))
+        for done in range(0, most, per_rank):
+            yield [b + done for b in self.bounds[:-1]], [min(per_rank, max(0, c - done)) for c in self.counts]
 
-    def send_buffer(self, grads: list[Any]) -> np.ndarray:
-        span = _span(grads) if all(g is not None for g in grads) else None
-        if span is not None:
-            return span
-        if self._send is None:
-            self._send = np.empty(self.n, dtype=self.dtype)
-        _pack(grads, self.shapes, self._send)
-        return self._send
-
-    def store(self) -> None:
-        """Copies the gathered vector into the parameters (when it is a private copy)."""
-        if self.private:
-            for p, view in zip(self.params, _views(self.data, self.shapes)):
-                p[...] = view
+    def staging_size(self, cap: int | None) -> int:
+        """Elements of the largest round of :meth:`rounds` (the first)."""
+        first = next(self.rounds(cap), None)
+        return 0 if first is None else sum(first[1])
 
 
 class ZeroRedundancyOptimizer:
@@ -90,18 +116,44 @@ class ZeroRedundancyOptimizer:
     2. the optimizer's step on the shard, the same elementwise update as unsharded;
     3. an all-gather of the parameters: every rank receives every updated shard.
 
-    The parameters are updated in place: when they are views of one buffer laid out back to
-    back (``fo.flatten_parameters``) the all-gather writes straight into it; otherwise the
-    group's parameters are gathered into a flat copy (one more vector per dtype) and copied
-    out. ``p.grad`` keeps this rank's own gradient. The trajectory equals
+    The parameters are updated in place, and no full-size copy of them or of the gradients
+    is kept. The local optimizer steps views of this rank's shard in the parameters
+    themselves (one per parameter the shard overlaps). When the parameters, or the
+    gradients, are views of one buffer laid out back to back (``fo.flatten_parameters``), the
+    all-gather writes straight into that buffer, or the reduce-scatter reads straight from
+    it. Otherwise the exchange runs in rounds through one staging buffer of at most
+    ``bucket_cap_mb``: each round packs every rank's next piece of its shard (copied from
+    the arrays, one NumPy copy per view), and then reduce-scatters or all-gathers it.
+    ``p.grad`` keeps this rank's own gradient. The trajectory equals
     :class:`DistributedOptimizer`'s up to the rounding of the reduction order (and, with
     ``state_dtype="bfloat16"``, the stochastic rounding stream, keyed by position and rank).
+
+    **Memory per rank.** For ``n`` elements of ``b`` bytes over ``N`` ranks, beyond the
+    parameters and gradients, it holds:
+
+    - the optimizer state of the shard, ``s·n·b/N`` for ``s`` state arrays (Adam: 2);
+    - the shard's reduced gradient, ``n·b/N``;
+    - one staging buffer for all buckets, ``min(cap, n·b)`` with ``cap`` =
+      ``bucket_cap_mb`` MiB (never less than one element per rank), kept between steps;
+      none when both the parameters and the gradients are flat buffers.
+
+    In total that is ``(s + 1)·n·b/N + min(cap, n·b)``.
+    :class:`DistributedOptimizer` holds ``s·n·b`` of state plus, for separate gradient
+    arrays, an ``n·b`` packing buffer. So ZeRO holds less from two ranks on for optimizers
+    with two or more state arrays (Adam, AdamW, NAdam, RAdam, Adamax, Adadelta). For those
+    with one (SGD with momentum, Adagrad, RMSprop, Lion) it holds less from three ranks on,
+    and at most as much at two. The bound has one exception: a parameter that is neither
+    C-contiguous nor 1-D, where no single view holds its part of the shard. That part is a
+    staged copy, which adds at most ``n·b/N``. Beyond the bound, ``max_grad_norm`` and
+    ``skip_nonfinite`` allocate transient copies of at most the shard's size during a step.
 
     Args:
         params: arrays or param-group dicts, as for any optimizer (the same on every rank).
         optimizer_class: a ferroptim optimizer class with an elementwise update (all but
             ``AdagradNorm``, whose state is a single scalar with nothing to shard).
         comm: an ``mpi4py.MPI.Intracomm``; default ``MPI.COMM_WORLD``.
+        bucket_cap_mb: the most MiB of the staging buffer (default 25, torch DDP's bucket
+            size); ``None`` for one round of the whole vector.
         **defaults: the optimizer's hyperparameters (``lr=...``). ``grad_scale``,
             ``skip_nonfinite`` and ``max_grad_norm`` act over all shards, as unsharded: the
             clip norm and the finiteness check are combined across ranks.
@@ -122,7 +174,12 @@ class ZeroRedundancyOptimizer:
     _ferroptim_wrapper = True
 
     def __init__(
-        self, params: Any, optimizer_class: type[Optimizer] = Adam, comm: Any = None, **defaults: Any
+        self,
+        params: Any,
+        optimizer_class: type[Optimizer] = Adam,
+        comm: Any = None,
+        bucket_cap_mb: float | None = 25,
+        **defaults: Any,
     ) -> None:
         if not (isinstance(optimizer_class, type) and issubclass(optimizer_class, Optimizer)):
             raise TypeError(f"optimizer_class must be a ferroptim optimizer class, got {optimizer_class!r}")
@@ -133,6 +190,10 @@ class ZeroRedundancyOptimizer:
             )
         self.comm = _comm(comm)
         self.optimizer_class = optimizer_class
+        self.bucket_cap_mb = bucket_cap_mb
+        self._cap = _cap_bytes(bucket_cap_mb)
+        #: The staging buffer of the exchanges that cannot work in place (bytes, grown on demand).
+        self._staging = np.empty(0, dtype=np.uint8)
         #: The unsharded optimizer over ``params``: it holds the full ``param_groups`` (and
         #: validates them) but never steps, so it never allocates state.
         self._full = optimizer_class(params, **defaults)
@@ -188,7 +249,7 @@ class ZeroRedundancyOptimizer:
 
     def _local_group(self, gi: int) -> dict[str, Any]:
         group = self._settings(self._full.param_groups[gi])
-        group["params"] = [b.shard for b in self._buckets[gi]]
+        group["params"] = [p for b in self._buckets[gi] for p in b.shards]
         return group
 
     def _settings(self, group: Mapping[str, Any]) -> dict[str, Any]:
@@ -267,7 +328,6 @@ class ZeroRedundancyOptimizer:
     def _step(
         self, closure: Callable[[], Any] | None, grads: Sequence[Any] | None, error: BaseException | None
     ) -> Any:
-        MPI = _mpi()
         comm = self.comm
         loss, invalid = _run_closure(self.comm, closure, error)
         groups = self.param_groups
@@ -298,12 +358,11 @@ class ZeroRedundancyOptimizer:
             start += len(group["params"])
         for gi, buckets in enumerate(self._buckets):
             for b in buckets:
-                send = b.send_buffer([per_group[gi][i] for i in b.index])
-                comm.Reduce_scatter(send, b.shard_grad, recvcounts=b.counts, op=MPI.SUM)
+                self._reduce_scatter(b, [per_group[gi][i] for i in b.index])
                 if comm.size > 1:
                     with np.errstate(all="ignore"):  # on this rank's shard only: must never trap
                         np.divide(b.shard_grad, b.dtype.type(comm.size), out=b.shard_grad)
-                sent += send.nbytes
+                sent += b.n * b.dtype.itemsize
         with np.errstate(all="ignore"):  # on this rank's shard only: must never trap
             go_on = self._apply_grad_settings(settings)
         if not go_on:
@@ -313,20 +372,70 @@ class ZeroRedundancyOptimizer:
         try:
             for buckets in self._buckets:
                 for b in buckets:
-                    b.load_shard()
+                    for start, staged in b.staged:
+                        _read(b.params, b.offsets, start, staged)
             with _hooks_running(self.optim):  # this step's hooks ran in step()
                 self.optim.step()
+            for buckets in self._buckets:
+                for b in buckets:
+                    for start, staged in b.staged:
+                        _write(b.params, b.offsets, start, staged)
         except Exception as err:  # hooks too: every rank must reach the check below
             error = err
         _agree(comm, error, "the local optimizer step")
         for buckets in self._buckets:
             for b in buckets:
-                comm.Allgatherv(MPI.IN_PLACE, [b.data, (b.counts, b.bounds[:-1])])
-                b.store()
-                sent += b.data.nbytes
+                self._all_gather(b)
+                sent += b.n * b.dtype.itemsize
         self.last_step_bytes = sent
         self._consolidated = None
         return loss
+
+    def _stage(self, b: _Bucket, size: int) -> np.ndarray:
+        """The first ``size`` elements of the staging buffer, as ``b``'s dtype; the buffer
+        grows to the largest round of any bucket that needs it, and is kept."""
+        nbytes = b.staging_size(self._cap) * b.dtype.itemsize
+        if self._staging.nbytes < nbytes:
+            self._staging = np.empty(0, dtype=np.uint8)  # (free the old one first)
+            self._staging = np.empty(nbytes, dtype=np.uint8)
+        return self._staging[: size * b.dtype.itemsize].view(b.dtype)
+
+    def _reduce_scatter(self, b: _Bucket, grads: list[Any]) -> None:
+        """Sums every rank's gradients of each shard into that rank's ``shard_grad``: in one
+        ``Reduce_scatter`` from the gradients' buffer when they are views of one laid out back
+        to back; otherwise in rounds, each rank's next piece of every shard packed into the
+        staging buffer (``None`` gradients as zeros)."""
+        MPI = _mpi()
+        span = _span(grads) if all(g is not None for g in grads) else None
+        if span is not None:
+            self.comm.Reduce_scatter(span, b.shard_grad, recvcounts=b.counts, op=MPI.SUM)
+            return
+        for starts, counts in b.rounds(self._cap):
+            displs = _offsets(counts)
+            send = self._stage(b, displs[-1])
+            for r, start in enumerate(starts):
+                _read(grads, b.offsets, start, send[displs[r] : displs[r + 1]])
+            own = starts[b.rank] - b.lo
+            received = b.shard_grad[own : own + counts[b.rank]]
+            self.comm.Reduce_scatter(send, received, recvcounts=counts, op=MPI.SUM)
+
+    def _all_gather(self, b: _Bucket) -> None:
+        """Gives every rank every updated shard: in one in-place ``Allgatherv`` when the
+        parameters are views of one buffer laid out back to back; otherwise in rounds, each
+        rank's next piece of its shard gathered in the staging buffer and copied into the
+        parameters."""
+        MPI = _mpi()
+        if b.span is not None:
+            self.comm.Allgatherv(MPI.IN_PLACE, [b.span, (b.counts, b.bounds[:-1])])
+            return
+        for starts, counts in b.rounds(self._cap):
+            displs = _offsets(counts)
+            gathered = self._stage(b, displs[-1])
+            _read(b.params, b.offsets, starts[b.rank], gathered[displs[b.rank] : displs[b.rank + 1]])
+            self.comm.Allgatherv(MPI.IN_PLACE, [gathered, (counts, displs[:-1])])
+            for r, start in enumerate(starts):
+                if r != b.rank:
+                    _write(b.params, b.offsets, start, gathered[displs[r] : displs[r + 1]])
 
     def _apply_grad_settings(self, settings: list[tuple[float, float | None, bool]]) -> bool:
         """The full groups' ``(grad_scale, max_grad_norm, skip_nonfinite)`` (as
@@ -376,40 +485,43 @@ class ZeroRedundancyOptimizer:
         return True
 
     # --- state dicts --------------------------------------------------------------------
+    def _keyed_buckets(self) -> Iterator[tuple[int, _Bucket, range]]:
+        """Every bucket, with its group's index and the keys of its ``shards`` in the local
+        optimizer's state dict."""
+        key = 0
+        for gi, buckets in enumerate(self._buckets):
+            for b in buckets:
+                yield gi, b, range(key, key + len(b.shards))
+                key += len(b.shards)
+
     def consolidate_state_dict(self, to: int = 0) -> None:
         """Gathers every rank's shard of the state on rank ``to`` (collective: every rank
         calls it), where ``state_dict()`` then returns it as one normal state dict."""
         comm = self.comm
         to = _root(to, comm)
-        local = self.optim.state_dict()
-        shards = comm.gather(local["state"], root=to)
+        local = self.optim.state_dict()["state"]
+        mine = [[local.get(k) for k in keys] for _, _, keys in self._keyed_buckets()]
+        gathered = comm.gather(mine, root=to)
         if comm.rank != to:
             self._consolidated = None
             return
         slots = set(self.optimizer_class.state_slots)
+        first = _offsets([len(g["params"]) for g in self.param_groups])  # of each group's parameters
         state: dict[int, dict[str, Any]] = {}
-        number = 0
-        for gi, buckets in enumerate(self._buckets):
-            n_params = len(self.param_groups[gi]["params"])
-            by_position: dict[int, dict[str, Any]] = {}
-            for b in buckets:
-                key = sum(len(bs) for bs in self._buckets[:gi]) + buckets.index(b)
-                parts = [s.get(key) for s in shards]
-                if all(p is None for p in parts):
-                    continue
-                if any(p is None for p in parts):
-                    raise RuntimeError("the ranks' shards of one bucket disagree on having state")
-                scalars = {k: v for k, v in parts[0].items() if k not in slots}
-                arrays = {k: np.concatenate([p[k] for p in parts]) for k in parts[0] if k in slots}
-                for k, i in enumerate(b.index):
-                    entry = dict(scalars)
-                    for name, flat in arrays.items():
-                        entry[name] = flat[b.offsets[k] : b.offsets[k + 1]].reshape(b.shapes[k]).copy()
-                    by_position[i] = entry
-            for i in range(n_params):
-                if i in by_position:
-                    state[number + i] = by_position[i]
-            number += n_params
+        for number, (gi, b, _) in enumerate(self._keyed_buckets()):
+            parts = [entry for buckets in gathered for entry in buckets[number]]  # rank by rank, in order
+            if all(p is None for p in parts):
+                continue
+            if any(p is None for p in parts):
+                raise RuntimeError("the ranks' shards of one bucket disagree on having state")
+            scalars = {k: v for k, v in parts[0].items() if k not in slots}
+            arrays = {k: np.concatenate([np.ravel(p[k]) for p in parts]) for k in parts[0] if k in slots}
+            for k, i in enumerate(b.index):
+                entry = dict(scalars)
+                for name, flat in arrays.items():
+                    entry[name] = flat[b.offsets[k] : b.offsets[k + 1]].reshape(b.shapes[k]).copy()
+                state[first[gi] + i] = entry
+        state = dict(sorted(state.items()))
         self._consolidated = {"state": state}
 
     def state_dict(self) -> dict[str, Any]:
@@ -448,35 +560,33 @@ class ZeroRedundancyOptimizer:
             full.state.clear()  # the full state lives in the shards only
         slots = set(self.optimizer_class.state_slots)
         local_state: dict[int, dict[str, Any]] = {}
-        key = number = 0
-        for gi, buckets in enumerate(self._buckets):
-            for b in buckets:
-                entries = [exported.get(number + i) for i in b.index]
-                key += 1
-                if all(not e for e in entries):
-                    continue
-                if any(not e for e in entries):
+        first = _offsets([len(g["params"]) for g in self.param_groups])
+        for gi, b, keys in self._keyed_buckets():
+            entries = [exported.get(first[gi] + i) for i in b.index]
+            if all(not e for e in entries):
+                continue
+            if any(not e for e in entries):
+                raise ValueError(
+                    f"param_groups[{gi}]: some {b.dtype} parameters have state and others none; "
+                    "a ZeroRedundancyOptimizer steps them together"
+                )
+            scalars = {k: v for k, v in entries[0].items() if k not in slots}
+            for e, i in zip(entries, b.index):
+                other = {k: v for k, v in e.items() if k not in slots}
+                if other != scalars:
                     raise ValueError(
-                        f"param_groups[{gi}]: some {b.dtype} parameters have state and others none; "
-                        "a ZeroRedundancyOptimizer steps them together"
+                        f"param_groups[{gi}]['params'][{i}] has {other}, but "
+                        f"param_groups[{gi}]['params'][{b.index[0]}] has {scalars}: a "
+                        "ZeroRedundancyOptimizer keeps one step count per shard"
                     )
-                scalars = {k: v for k, v in entries[0].items() if k not in slots}
-                for e, i in zip(entries, b.index):
-                    other = {k: v for k, v in e.items() if k not in slots}
-                    if other != scalars:
-                        raise ValueError(
-                            f"param_groups[{gi}]['params'][{i}] has {other}, but "
-                            f"param_groups[{gi}]['params'][{b.index[0]}] has {scalars}: a "
-                            "ZeroRedundancyOptimizer keeps one step count per shard"
-                        )
+            names = [k for k in entries[0] if k in slots]
+            for key, start, shard in zip(keys, b.starts, b.shards):
                 entry = dict(scalars)
-                for name in (k for k in entries[0] if k in slots):
-                    shard = np.empty(b.hi - b.lo, dtype=entries[0][name].dtype)
-                    for k, own, where in b.pieces(b.lo, b.hi):
-                        shard[where.start - b.lo : where.stop - b.lo] = entries[k][name].reshape(-1)[own]
-                    entry[name] = shard
-                local_state[key - 1] = entry
-            number += len(self.param_groups[gi]["params"])
+                for name in names:  # this shard's part of the slot, as the unsharded arrays lay it out
+                    values = np.empty(shard.size, dtype=entries[0][name].dtype)
+                    _read([e[name] for e in entries], b.offsets, start, values)
+                    entry[name] = values.reshape(shard.shape)
+                local_state[key] = entry
         local_groups = self.optim.state_dict()["param_groups"]
         for gi, group in enumerate(local_groups):
             group.update(self._settings(self.param_groups[gi]))

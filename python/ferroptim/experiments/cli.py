@@ -1,4 +1,4 @@
-"""The command line: ``python -m ferroptim {rates,compare,b0-sweep}`` (also ``ferroptim ...``)."""
+"""The command line: ``python -m ferroptim {rates,compare,b0-sweep,agn-theory}`` (also ``ferroptim ...``)."""
 
 from __future__ import annotations
 
@@ -57,14 +57,14 @@ def _lr_override(methods: Sequence[str]):
 
 
 def parser() -> argparse.ArgumentParser:
-    """The argument parser of all three subcommands."""
+    """The argument parser of all four subcommands."""
     from . import b0_sweep, compare, models
 
     top = argparse.ArgumentParser(
         prog="python -m ferroptim",
         description="The lecture's optimization experiments, run with ferroptim's optimizers.",
     )
-    sub = top.add_subparsers(dest="command", required=True, metavar="{rates,compare,b0-sweep}")
+    sub = top.add_subparsers(dest="command", required=True, metavar="{rates,compare,b0-sweep,agn-theory}")
 
     def common(p: argparse.ArgumentParser, out: str) -> None:
         p.add_argument(
@@ -108,13 +108,13 @@ def parser() -> argparse.ArgumentParser:
     cmp.add_argument("--epochs", type=_positive_int, default=50, help="epochs per run (50)")
     cmp.add_argument(
         "--optimizers",
-        type=_names(list(compare.METHODS)),
+        type=_names(list(compare.ALL_METHODS)),
         default=list(compare.METHODS),
-        help="comma-separated, or all",
+        help=f"comma-separated from {', '.join(compare.ALL_METHODS)}, or all (default: the lecture's eight)",
     )
     cmp.add_argument(
         "--lr",
-        type=_lr_override(list(compare.METHODS)),
+        type=_lr_override(list(compare.ALL_METHODS)),
         action="append",
         default=[],
         metavar="NAME=LR",
@@ -147,6 +147,17 @@ def parser() -> argparse.ArgumentParser:
     )
     training(sweep)
     common(sweep, "b0_sweep")
+
+    theory = sub.add_parser(
+        "agn-theory", help="the lecture's AdaGrad-Norm theorems checked run by run (Ward et al. 2018)"
+    )
+    theory.add_argument(
+        "--quick",
+        action="store_true",
+        help="a reduced grid of b0, ε and fixed steps, 5,000 minibatch steps (a few seconds)",
+    )
+    theory.add_argument("--no-progress", action="store_true", help="no progress bars")
+    common(theory, "agn_theory")
     return top
 
 
@@ -213,6 +224,17 @@ def _b0_sweep(args: argparse.Namespace) -> dict[str, Path]:
     return b0_sweep.write(points, args.out, _settings(args, data.name, b0s=b0s))
 
 
+def _agn_theory(args: argparse.Namespace) -> dict[str, Path]:
+    from . import agn_theory
+
+    grid = agn_theory.QUICK if args.quick else {}
+    result = agn_theory.run(seed=args.seed, progress=not args.no_progress, **grid)
+    print(agn_theory.table(result))
+    return agn_theory.write(
+        result, args.out, {"command": args.command, "seed": args.seed, "quick": args.quick, **grid}
+    )
+
+
 def _settings(args: argparse.Namespace, dataset: str, **extra: Any) -> dict[str, Any]:
     """The run's settings as plain JSON data."""
     skip = {"command", "out", "data_dir", "no_progress", "dataset"}
@@ -220,7 +242,7 @@ def _settings(args: argparse.Namespace, dataset: str, **extra: Any) -> dict[str,
     return {"command": args.command, "dataset": dataset, **settings, **extra}
 
 
-COMMANDS = {"rates": _rates, "compare": _compare, "b0-sweep": _b0_sweep}
+COMMANDS = {"rates": _rates, "compare": _compare, "b0-sweep": _b0_sweep, "agn-theory": _agn_theory}
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -56,6 +56,20 @@ METHODS: dict[str, Method] = {
     "AdaGrad-Norm": Method(fo.AdagradNorm, {"lr": 10.0, "b0": 1.0}),
 }
 
+#: torch's other optimizers that ferroptim implements, run with ``--optimizers``; their
+#: learning rates are Adam's for the Adam family and a tenth of it for Lion (its update
+#: has the sign's unit size per coordinate), AdamW with torch's default decay 0.01.
+MORE_METHODS: dict[str, Method] = {
+    "NAdam": Method(fo.NAdam, {"lr": 1e-2}),
+    "RAdam": Method(fo.RAdam, {"lr": 1e-2}),
+    "Adamax": Method(fo.Adamax, {"lr": 1e-2}),
+    "Lion": Method(fo.Lion, {"lr": 1e-3}),
+    "AdamW": Method(fo.AdamW, {"lr": 1e-2, "weight_decay": 1e-2}),
+}
+
+#: Every optimizer ``run`` knows by name.
+ALL_METHODS: dict[str, Method] = {**METHODS, **MORE_METHODS}
+
 
 @dataclass
 class Run:
@@ -100,7 +114,7 @@ def run(
     runs = []
     for model_name in model_names:
         for name in optimizer_names:
-            method = METHODS[name]
+            method = ALL_METHODS[name]
             if lrs and name in lrs:
                 grid = [lrs[name]]
             else:

@@ -55,8 +55,8 @@ class _NoBar:
         pass
 
 
-def progress_bar(total: int, desc: str, *, enabled: bool) -> ProgressBar:
-    """A bar of ``total`` epochs: tqdm's widget in Jupyter (ipywidgets), its text bar on a
+def progress_bar(total: int, desc: str, *, enabled: bool, unit: str = "epoch") -> ProgressBar:
+    """A bar of ``total`` units: tqdm's widget in Jupyter (ipywidgets), its text bar on a
     terminal (none when stderr is not a TTY), and nothing at all when not ``enabled``.
     tqdm is imported only when enabled, so a run without progress prints no tqdm warning."""
     if not enabled:
@@ -67,7 +67,7 @@ def progress_bar(total: int, desc: str, *, enabled: bool) -> ProgressBar:
     # a text bar only on a TTY; the widget always, as Jupyter's streams need not claim to be TTYs
     in_jupyter = issubclass(tqdm, widget_tqdm)
     bar: ProgressBar = tqdm(
-        total=total, desc=desc, unit="epoch", leave=False, disable=False if in_jupyter else None
+        total=total, desc=desc, unit=unit, leave=False, disable=False if in_jupyter else None
     )
     return bar
 
