@@ -116,4 +116,4 @@ bench-rust:
 	cargo bench --bench kernels
 
 clean:
-	rm -rf $(VENV) target python/ferroptim/*.so
+	rm -rf $(VENV) target python/ferroptim/*.so site docs/_generated
