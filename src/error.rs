@@ -54,8 +54,20 @@ pub enum Error {
         /// What is wrong with it.
         problem: &'static str,
     },
-    /// Memory shared with another array in the same step.
+    /// Memory shared with another array of the same call.
     Overlap {
+        /// The array, as the user knows it.
+        what: String,
+    },
+    /// An array borrowed by another call running in another thread (another optimizer's
+    /// step that shares it, a clipping function): rust-numpy's borrow tracker refuses it
+    /// even alone.
+    InUse {
+        /// The array, as the user knows it.
+        what: String,
+    },
+    /// A `numpy.ma.MaskedArray`, whose mask the kernels would ignore.
+    Masked {
         /// The array, as the user knows it.
         what: String,
     },
@@ -74,6 +86,11 @@ pub enum Error {
     },
 }
 
+/// Why a `numpy.ma.MaskedArray` is refused (`ferroptim.parameter.MASKED` says the same).
+pub const MASKED: &str = "is a numpy.ma.MaskedArray; masked arrays are not supported (the \
+     kernels would ignore the mask, updating masked elements and reading their values); pass the \
+     plain array, e.g. a.filled(0) or np.ma.getdata(a)";
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -90,9 +107,16 @@ impl fmt::Display for Error {
                 f,
                 "{what} shares memory with another parameter, gradient or state array of this step \
                  (or interleaves with one, as column blocks of one matrix do, which the borrow checker \
-                 cannot prove disjoint), or is in use by a step running in another thread; pass each \
-                 array once and keep parameters, gradients and state in separate memory"
+                 cannot prove disjoint); pass each array once and keep parameters, gradients and \
+                 state in separate memory"
             ),
+            Self::InUse { what } => write!(
+                f,
+                "{what} is in use by another call running in another thread (another optimizer's \
+                 step that shares it, or a clipping function), which is writing or reading it; an \
+                 array can be written by one call at a time: wait for that call to return"
+            ),
+            Self::Masked { what } => write!(f, "{what} {MASKED}"),
             Self::Malformed(msg) => f.write_str(msg),
             Self::StateMissing { what } => write!(f, "{what} is missing"),
             Self::NonFiniteNorm { norm_type } => write!(
@@ -110,7 +134,9 @@ impl std::error::Error for Error {}
 impl From<Error> for PyErr {
     fn from(err: Error) -> Self {
         match err {
-            Error::Dtype { .. } | Error::NotAnArray { .. } => PyTypeError::new_err(err.to_string()),
+            Error::Dtype { .. } | Error::NotAnArray { .. } | Error::Masked { .. } => {
+                PyTypeError::new_err(err.to_string())
+            }
             Error::NonFiniteNorm { .. } => PyRuntimeError::new_err(err.to_string()),
             Error::StateMissing { .. } => StateMissing::new_err(err.to_string()),
             _ => PyValueError::new_err(err.to_string()),

@@ -35,4 +35,8 @@ mod _core {
     use crate::bindings::threads::{get_num_threads, get_simd_level, set_num_threads, set_simd_level};
     #[pymodule_export]
     use crate::error::StateMissing;
+
+    /// How a `numpy.ma.MaskedArray` is refused, after the array's name.
+    #[pymodule_export]
+    const MASKED: &str = crate::error::MASKED;
 }

@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import struct
 import subprocess
@@ -270,6 +271,32 @@ def test_corrupted_and_foreign_files_raise_value_error(tmp_path: Path):
             fo.load(buffer)
     with pytest.raises(FileNotFoundError):
         fo.load(tmp_path / "missing.npz")
+
+
+def _nested(depth: int) -> Any:
+    obj: Any = [np.arange(2.0)]
+    for k in range(depth - 1):
+        obj = [obj] if k % 3 == 0 else ((obj,) if k % 3 == 1 else {k: obj})
+    return obj
+
+
+def test_nesting_beyond_the_limit_is_a_value_error(tmp_path: Path):
+    """Regression: ``fo.load`` of a skeleton nested 100,000 deep raised ``RecursionError``
+    (and ``fo.save`` of such an object too). Both now raise ``ValueError`` (``save`` naming
+    where, writing nothing); 100 levels, the limit, round-trip."""
+    ok = {"format": "ferroptim", "version": 1}
+    deep = '{"format": "ferroptim", "version": 1, "root": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    for skeleton in (deep, {**ok, "root": json.loads("[" * 150 + "]" * 150)}):
+        with pytest.raises(ValueError, match="nests more than 100"):
+            fo.load(_archive({}, skeleton))
+    target = tmp_path / "ckpt.npz"
+    fo.save({"keep": 1}, target)
+    for depth in (101, 100_000):
+        with pytest.raises(ValueError, match=r"obj(\[.*\])* is nested more than 100"):
+            fo.save(_nested(depth), target)
+        assert fo.load(target) == {"keep": 1}
+        assert os.listdir(tmp_path) == ["ckpt.npz"]
+    assert_identical(round_trip(_nested(100)), _nested(100))
 
 
 # --------------------------------------------------------------------------------------

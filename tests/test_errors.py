@@ -999,3 +999,258 @@ def test_bad_hyperparameter_edited_into_a_group_names_the_group(cls, key, value,
     with pytest.raises(exc, match=r"param_groups\[1\].*" + key.rstrip("s")):
         opt.step(grads=[np.ones(2), np.ones(2)])
     assert np.array_equal(p, np.zeros(2)) and len(opt.state) == 0
+
+
+# --------------------------------------------------------------------------------------------
+# masked arrays: refused, as their masks would be ignored
+
+MASKED = "masked arrays are not supported"
+
+
+def _masked(a: np.ndarray) -> np.ma.MaskedArray:
+    """``a`` with its first element masked (and NaN underneath, which an update would copy)."""
+    out = np.ma.array(a.copy(), mask=np.zeros(a.shape, bool))
+    out.flat[0] = np.nan
+    out.mask.flat[0] = True
+    return out
+
+
+@pytest.mark.parametrize("cls", ALL_CLASSES)
+def test_masked_param_is_refused_at_construction_and_in_add_param_group(cls):
+    """Regression: a ``numpy.ma.MaskedArray`` parameter was accepted and every element,
+    masked ones included, updated."""
+    with pytest.raises(TypeError, match=rf"param_groups\[0\]\['params'\]\[1\] .*{MASKED}"):
+        cls([np.zeros(3), _masked(np.zeros(3))])
+    opt = cls([np.zeros(3)])
+    with pytest.raises(TypeError, match=rf"param_groups\[1\]\['params'\]\[0\] .*{MASKED}"):
+        opt.add_param_group({"params": [_masked(np.zeros(3))]})
+    assert len(opt.param_groups) == 1
+    with pytest.raises(TypeError, match=f"data .*{MASKED}"):
+        fo.Parameter(_masked(np.zeros(3)))
+
+
+@pytest.mark.parametrize(("cls", "kwargs"), CONFIGS)
+@pytest.mark.parametrize("target", [0, 1, 2])
+def test_masked_grad_is_refused_at_the_step(cls, kwargs, target):
+    """Regression: a masked gradient's masked NaN was copied into the parameter."""
+
+    def act(opt, params):
+        grads = fresh_grads(30)
+        grads[target] = _masked(grads[target])
+        opt.step(grads=grads)
+
+    check_failing_step(cls, kwargs, act, TypeError, rf"the gradient of {re.escape(SITES[target])} .*{MASKED}")
+
+
+@pytest.mark.parametrize("settings", [{"max_grad_norm": 1.0}, {"skip_nonfinite": True}])
+def test_masked_grad_is_refused_by_the_steps_clipping(settings):
+    def act(opt, params):
+        grads = fresh_grads(30)
+        grads[1] = _masked(grads[1])
+        opt.step(grads=grads)
+
+    check_failing_step(fo.Adam, settings, act, TypeError, rf"{re.escape(SITES[1])} .*{MASKED}")
+
+
+def test_masked_grad_assignment_is_refused():
+    p = fo.Parameter(np.zeros(3))
+    with pytest.raises(TypeError, match=f"grad .*{MASKED}"):
+        p.grad = _masked(np.ones(3))
+    assert p.grad is None
+    flat = fo.flatten_parameters([np.zeros(3)])
+    with pytest.raises(TypeError, match=f"grad .*{MASKED}"):
+        flat.params[0].grad = _masked(np.ones(3))
+    assert np.array_equal(flat.grad, np.zeros(3))
+    with pytest.raises(TypeError, match=f"array 1 .*{MASKED}"):
+        fo.flatten_parameters([np.zeros(3), _masked(np.ones(3))])
+
+
+@pytest.mark.parametrize(
+    "clip",
+    [
+        lambda gs: fo.clip_grad_norm_(None, 1.0, grads=gs),
+        lambda gs: fo.clip_grads_with_norm_(None, 1.0, 5.0, grads=gs),
+        lambda gs: fo.clip_grad_value_(None, 0.1, grads=gs),
+        lambda gs: fo.get_total_norm(gs),
+    ],
+    ids=["clip_grad_norm_", "clip_grads_with_norm_", "clip_grad_value_", "get_total_norm"],
+)
+def test_masked_grad_is_refused_by_the_clipping_functions(clip):
+    grads = [np.full(4, 3.0), _masked(np.full(4, 3.0))]
+    before = [np.ma.getdata(g).copy() for g in grads]
+    with pytest.raises(TypeError, match=rf"\[1\] .*{MASKED}"):
+        clip(grads)
+    for g, b in zip(grads, before):
+        assert np.array_equal(np.ma.getdata(g), b, equal_nan=True)
+
+
+def test_masked_state_in_a_loaded_state_dict_is_refused():
+    p = np.zeros(3)
+    opt = fo.Adam([p], lr=0.1)
+    opt.step(grads=[np.ones(3)])
+    before = opt.state_dict()
+    for key in ("exp_avg", "step"):
+        sd = opt.state_dict()
+        value = sd["state"][0][key]
+        sd["state"][0][key] = _masked(value) if key != "step" else np.ma.masked
+        with pytest.raises(TypeError, match=rf"state .{key}. of {re.escape(site(0, 0))} .*{MASKED}"):
+            opt.load_state_dict(sd)
+        assert_same(opt.state_dict(), before)
+
+
+# --------------------------------------------------------------------------------------------
+# hyperparameters too large for a float, edited into a group
+
+
+def _too_large(group: dict[str, Any]) -> list[tuple[str, Any]]:
+    """Per numeric hyperparameter of ``group`` (and each element of ``betas``): its key and
+    the value with ``10**400`` in its place."""
+    edits: list[tuple[str, Any]] = []
+    for key, value in group.items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            edits.append((key, 10**400))
+        elif key == "betas":
+            edits += [("betas", (10**400, value[1])), ("betas", (value[0], 10**400))]
+    return edits
+
+
+#: Settings a step of parameters that all have state does not read: the initial
+#: accumulators (read for a new state, where they are checked) and the seed of bfloat16
+#: state (float32/float64 state here).
+NOT_READ_WITH_STATE = {"initial_accumulator_value", "b0", "seed"}
+
+
+@pytest.mark.parametrize(("cls", "kwargs"), CONFIGS)
+def test_hyperparameter_too_large_for_a_float_is_a_value_error_at_the_step(cls, kwargs):
+    """Regression: ``lr = 10**400`` edited into a group raised ``OverflowError`` from the
+    step. Every numeric hyperparameter the step reads (``betas``, ``grad_scale`` and
+    ``max_grad_norm`` included) edited to ``10**400`` makes the step raise ``ValueError``
+    naming the group and the key, with nothing changed."""
+    opt, params = make_stepped(cls, {**kwargs, "grad_scale": 2.0, "max_grad_norm": 10.0})
+    group = opt.param_groups[0]
+    grads = fresh_grads(30)
+    for key, value in _too_large(group):
+        kept = group[key]
+        group[key] = value
+        before = snapshot(opt, params)
+        if key in NOT_READ_WITH_STATE:
+            group[key] = kept
+            continue
+        with pytest.raises(BaseException) as info:
+            opt.step(grads=grads)
+        assert type(info.value) is ValueError, f"{key}: {type(info.value).__name__}: {info.value}"
+        named = "beta" if key == "betas" else key  # Python words it as torch: "beta parameter at index i"
+        assert re.search(rf"param_groups\[0\].*{named}", str(info.value)), str(info.value)
+        assert_same(snapshot(opt, params), before, key)
+        group[key] = kept
+    opt.step(grads=grads)  # the restored group steps
+
+
+# --------------------------------------------------------------------------------------------
+# bfloat16 state: the step count keys the stochastic rounding
+
+
+@pytest.mark.parametrize("step", [2.0**64, 1e300])
+def test_bf16_step_beyond_2_64_is_refused_at_load(step):
+    """Regression: a loaded ``step`` of 2**64 or more with bfloat16 state made every later
+    step raise ``TypeError: failed to extract field Tensors.rounding``, naming neither the
+    parameter nor ``step``. The load is refused, naming both, and changes nothing; the
+    largest step below 2**64 loads."""
+    p = np.zeros(4, np.float32)
+    opt = fo.Adam([p], lr=0.1, state_dtype="bfloat16")
+    opt.step(grads=[np.ones(4, np.float32)])
+    before = opt.state_dict()
+    sd = opt.state_dict()
+    sd["state"][0]["step"] = step
+    with pytest.raises(ValueError, match=rf"state 'step' of {re.escape(site(0, 0))} .*below 2\*\*64"):
+        opt.load_state_dict(sd)
+    assert_same(opt.state_dict(), before)
+    sd["state"][0]["step"] = float(np.nextafter(2.0**64, 0))
+    opt.load_state_dict(sd)
+    opt.step(grads=[np.ones(4, np.float32)])
+
+
+def test_bf16_step_beyond_2_64_edited_into_the_state_is_refused_at_the_step():
+    p = np.zeros(4, np.float32)
+    opt = fo.Adam([p], lr=0.1, state_dtype="bfloat16")
+    opt.step(grads=[np.ones(4, np.float32)])
+    opt.state[p]["step"] = 2.0**64
+    before = snapshot(opt, [p])
+    with pytest.raises(ValueError, match=rf"state 'step' of {re.escape(site(0, 0))} .*below 2\*\*64"):
+        opt.step(grads=[np.ones(4, np.float32)])
+    assert_same(snapshot(opt, [p]), before)
+
+
+# --------------------------------------------------------------------------------------------
+# arrays refused by the borrow checker: aliased in one step, or in use by another call
+
+
+def test_aliased_arrays_of_one_step_are_named_as_such():
+    """Two arrays of the same step that share memory: the message says so ('of this step')
+    and does not blame another thread."""
+    p = np.zeros(5)
+    opt = fo.SGD([p], lr=0.1)
+    with pytest.raises(ValueError) as info:
+        opt.step(grads=[p])
+    assert "of this step" in str(info.value) and "another call" not in str(info.value)
+    with pytest.raises(ValueError) as info:
+        fo.clip_grad_norm_(None, 1.0, grads=[p, p[1:]])
+    assert "shares memory" in str(info.value) and "another call" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("cls", "kwargs", "key"),
+    [
+        (fo.Adagrad, {}, "initial_accumulator_value"),
+        (fo.AdagradNorm, {}, "b0"),
+        (fo.Adam, {"state_dtype": "bfloat16"}, "seed"),
+        (fo.SGD, {"momentum": 0.9, "state_dtype": "bfloat16"}, "seed"),
+    ],
+)
+def test_setting_too_large_for_a_float_is_a_value_error_where_the_step_reads_it(cls, kwargs, key):
+    """The settings a step reads only for a new state (or for bfloat16 state), edited to
+    ``10**400``: the step that reads them raises ``ValueError`` naming them, changing nothing."""
+    p = np.zeros(3, np.float32)
+    opt = cls([p], **kwargs)
+    opt.state.pop(p, None)  # Adagrad creates its state at construction
+    opt.param_groups[0][key] = 10**400
+    before = snapshot(opt, [p])
+    with pytest.raises(ValueError, match=rf"param_groups\[0\].*{key}"):
+        opt.step(grads=[np.ones(3, np.float32)])
+    assert_same(snapshot(opt, [p]), before)
+
+
+@pytest.mark.parametrize(
+    ("call", "name"),
+    [
+        (lambda: fo.clip_grad_norm_(None, 10**400, grads=[np.ones(3)]), "max_norm"),
+        (lambda: fo.clip_grad_norm_(None, 1.0, 10**400, grads=[np.ones(3)]), "norm_type"),
+        (lambda: fo.clip_grads_with_norm_(None, 1.0, 10**400, grads=[np.ones(3)]), "total_norm"),
+        (lambda: fo.clip_grad_value_(None, -(10**400), grads=[np.ones(3)]), "clip_value"),
+        (lambda: fo.get_total_norm([np.ones(3)], 10**400), "norm_type"),
+        (lambda: fo.MinibatchSampler(10**400, 3), "m"),
+        (lambda: fo.MinibatchSampler(10, 3, seed=2**64), "seed"),
+        (lambda: fo.MinibatchSampler(10, 3).set_epoch(-(10**400)), "epoch"),
+        (lambda: fo.set_num_threads(10**400), "num_threads"),
+    ],
+    ids=[
+        "max_norm",
+        "norm_type",
+        "total_norm",
+        "clip_value",
+        "get_total_norm",
+        "m",
+        "seed",
+        "epoch",
+        "threads",
+    ],
+)
+def test_ints_too_large_for_a_float_or_64_bits_are_value_errors(call, name):
+    """Siblings of the ``lr = 10**400`` regression: the other numeric arguments raised
+    ``OverflowError`` for an int beyond a float or 64 bits; now ``ValueError`` naming them."""
+    threads = fo.get_num_threads()
+    with pytest.raises(BaseException) as info:
+        call()
+    assert type(info.value) is ValueError, f"{type(info.value).__name__}: {info.value}"
+    assert name in str(info.value)
+    assert fo.get_num_threads() == threads

@@ -235,7 +235,8 @@ def test_arrays_shared_by_two_optimizers_in_two_threads():
                 opts[k].step(grads=[g])
                 outcomes[k].append("ok")
             except ValueError as err:
-                assert "in use by a step running in another thread" in str(err)
+                assert "in use by another call" in str(err), str(err)
+                assert "of this step" not in str(err), str(err)
                 outcomes[k].append("refused")
 
     _join([threading.Thread(target=work, args=(k,)) for k in range(2)])
@@ -317,6 +318,88 @@ def test_fork_while_another_thread_steps_waits_for_the_step():
     finally:
         stop.set()
         thread.join(timeout=60)
+
+
+#: Each native call that borrows arrays outside a step: ``call(g)`` reads or writes ``g``.
+BORROWING_CALLS = [
+    pytest.param(lambda g: fo.clip_grads_with_norm_(None, 1.0, 1.0, grads=[g]), id="clip_grads_with_norm_"),
+    pytest.param(lambda g: fo.clip_grad_norm_(None, 1e30, grads=[g]), id="clip_grad_norm_"),
+    pytest.param(lambda g: fo.clip_grad_value_(None, 1e30, grads=[g]), id="clip_grad_value_"),
+    pytest.param(lambda g: fo.get_total_norm([g]), id="get_total_norm"),
+]
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the fork start method")
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+@pytest.mark.parametrize("call", BORROWING_CALLS)
+def test_fork_while_another_thread_clips_waits_for_the_call(call):
+    """Regression: forking while another thread was inside a clipping function gave a child
+    that inherited rust-numpy's borrow of the gradient, without the thread that would
+    release it: every later use of that array in the child was refused ("shares memory").
+    ``fork()`` now waits for these calls as for steps, so the child can write and step with
+    the gradient."""
+    g = np.ones(4 * N_BIG, np.float32)
+    stop = threading.Event()
+
+    def clipper() -> None:
+        while not stop.is_set():
+            call(g)
+
+    def child() -> None:
+        p = np.zeros_like(g)
+        fo.SGD([p], lr=1.0).step(grads=[g])  # reads g
+        fo.clip_grad_value_(None, 1e30, grads=[g])  # writes g
+        assert np.array_equal(p, -g)
+
+    ctx = mp.get_context("fork")
+    thread = threading.Thread(target=clipper)
+    thread.start()
+    try:
+        for _ in range(5):
+            proc = ctx.Process(target=child)
+            proc.start()
+            proc.join(timeout=60)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+                pytest.fail("the forked child hung")
+            assert proc.exitcode == 0
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+
+
+def test_array_in_use_by_a_clipping_call_in_another_thread_is_named_as_such():
+    """Regression: an array held by a call running in another thread was refused with the
+    message for arrays of one step sharing memory. A step (and an optimizer's construction)
+    that meets a gradient a clipping call in another thread is writing now says the array is
+    in use by another call."""
+    g = np.ones(4 * N_BIG, np.float32)
+    stop = threading.Event()
+
+    def clipper() -> None:
+        while not stop.is_set():
+            fo.clip_grad_value_(None, 1e30, grads=[g])
+
+    thread = threading.Thread(target=clipper)
+    thread.start()
+    refusals: list[str] = []
+    try:
+        for _ in range(2000):
+            try:
+                fo.SGD([np.zeros_like(g)], lr=1.0).step(grads=[g])
+                fo.SGD([g], lr=0.0)  # construction checks the parameters' borrows too
+            except ValueError as err:
+                refusals.append(str(err))
+                if len(refusals) >= 3:
+                    break
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+    assert refusals, "the clipping thread never held the gradient during a step"
+    for message in refusals:
+        assert "in use by another call" in message and "of this step" not in message, message
+        assert "shares memory" not in message and "interleaves" not in message, message
 
 
 # --------------------------------------------------------------------------------------------

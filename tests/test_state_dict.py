@@ -827,3 +827,109 @@ def test_loaded_state_takes_the_params_dtype():
     assert opt.state[p32]["exp_avg"].dtype == np.float32
     opt.step(grads=[np.full(4, 0.5, dtype=np.float32)])
     assert opt.state[p32]["step"] == 2.0
+
+
+# --------------------------------------------------------------------------------------
+# Hyperparameters a loaded group lacks
+# --------------------------------------------------------------------------------------
+
+
+def test_loaded_group_without_lr_is_refused_and_changes_nothing():
+    """Regression: a group without ``lr`` took the constructor's ``lr`` (0.1 here), which is
+    neither the saved value nor the group's own. torch cannot step such a group; the load
+    is refused naming the group and the key, and nothing changes."""
+    a, b = np.ones(3), np.ones(3)
+    opt = fo.SGD([{"params": [a], "lr": 0.01}, {"params": [b]}], lr=0.1, momentum=0.9)
+    opt.step(grads=[np.ones(3), np.ones(3)])
+    sd = opt.state_dict()
+    del sd["param_groups"][0]["lr"]
+    before = opt.state_dict()
+    with pytest.raises(ValueError, match=r"loaded param group 0 has no 'lr'"):
+        opt.load_state_dict(sd)
+    assert_sd_equal(opt.state_dict(), before)
+    assert opt.param_groups[0]["lr"] == 0.01
+
+
+#: Every torch optimizer ferroptim has, with flags set away from their defaults, so that a
+#: key filled from the optimizer's own defaults would differ from torch's ``setdefault``.
+FLAGGED = [
+    ("SGD", {"lr": 0.1, "momentum": 0.9, "nesterov": True, "maximize": True, "weight_decay": 0.01}),
+    ("Adagrad", {"lr": 0.1, "lr_decay": 0.01, "maximize": True, "initial_accumulator_value": 0.1}),
+    ("RMSprop", {"lr": 0.01, "momentum": 0.5, "centered": True, "maximize": True}),
+    ("Adadelta", {"lr": 0.5, "maximize": True, "weight_decay": 0.01}),
+    ("Adamax", {"lr": 0.01, "maximize": True}),
+    ("NAdam", {"lr": 0.01, "maximize": True, "decoupled_weight_decay": True, "weight_decay": 0.01}),
+    ("RAdam", {"lr": 0.01, "maximize": True, "decoupled_weight_decay": True, "weight_decay": 0.01}),
+    ("Adam", {"lr": 0.01, "amsgrad": True, "maximize": True, "decoupled_weight_decay": True}),
+    ("AdamW", {"lr": 0.01, "amsgrad": True, "maximize": True}),
+]
+
+
+def _torch_group_keys(name: str, kwargs: dict) -> list[str]:
+    p = torch.zeros(3, dtype=torch.float64, requires_grad=True)
+    return [
+        k for k in getattr(torch.optim, name)([p], **kwargs).state_dict()["param_groups"][0] if k != "params"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs", "key"),
+    [pytest.param(n, kw, k, id=f"{n}-{k}") for n, kw in FLAGGED for k in _torch_group_keys(n, kw)],
+)
+def test_loaded_torch_group_without_a_key_follows_torch(name, kwargs, key):
+    """A torch state dict whose group lacks ``key`` (as one written by an older torch lacks
+    newer keys): torch's own ``load_state_dict`` then ``step`` is the reference. Where torch
+    cannot step (``lr`` and the update rule's constants), ferroptim refuses the load with a
+    ``ValueError`` naming the group and the key and changes nothing; where torch's
+    ``__setstate__`` fills the key in, ferroptim loads it with torch's value."""
+    rng = np.random.default_rng(3)
+    start, grad = rng.standard_normal(3), rng.standard_normal(3)
+    tp = torch.tensor(start, requires_grad=True)
+    topt = getattr(torch.optim, name)([tp], **kwargs)
+    tp.grad = torch.tensor(grad)
+    topt.step()
+    sd = topt.state_dict()
+    del sd["param_groups"][0][key]
+
+    tq = tp.detach().clone().requires_grad_(True)  # continues from the saved step
+    ref = getattr(torch.optim, name)([tq], **kwargs)
+    try:
+        ref.load_state_dict(copy.deepcopy(sd))
+        tq.grad = torch.tensor(grad)
+        ref.step()
+        torch_steps = True
+    except KeyError:
+        torch_steps = False
+
+    p = start.copy()
+    opt = getattr(fo, name)([p], **kwargs)
+    opt.step(grads=[grad])
+    before = opt.state_dict()
+    if not torch_steps:
+        with pytest.raises(ValueError, match=rf"loaded param group 0 has no '{key}'"):
+            opt.load_state_dict(torch_sd_to_numpy(sd))
+        assert_sd_equal(opt.state_dict(), before)
+        return
+    opt.load_state_dict(torch_sd_to_numpy(sd))
+    group, torch_group = opt.param_groups[0], ref.param_groups[0]
+    if key in fo.optimizer.TORCH_ONLY_FLAGS:
+        assert key not in group
+    elif key in opt.defaults and key in torch_group:
+        assert group[key] == torch_group[key]
+    opt.step(grads=[grad])
+    np.testing.assert_allclose(p, tq.detach().numpy(), rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["Lion", "AdagradNorm"])
+def test_loaded_group_without_a_needed_key_is_refused_beyond_torch(name):
+    """The optimizers torch does not have refuse a loaded group without one of their
+    update rule's constants, as the torch ones do."""
+    opt = getattr(fo, name)([np.ones(3)])
+    opt.step(grads=[np.ones(3)])
+    for key in opt.required_hyperparameters:
+        sd = opt.state_dict()
+        del sd["param_groups"][0][key]
+        before = opt.state_dict()
+        with pytest.raises(ValueError, match=rf"loaded param group 0 has no '{key}'"):
+            opt.load_state_dict(sd)
+        assert_sd_equal(opt.state_dict(), before)

@@ -43,8 +43,12 @@ __all__ = [
     "Batches",
     "MinibatchSampler",
     "StateMissing",
+    "MASKED",
     "_stream_axpy",
 ]
+
+#: How a ``numpy.ma.MaskedArray`` is refused (``TypeError``), after the array's name.
+MASKED: str
 
 class StateMissing(ValueError):
     """A state array that the group's settings use is absent from its parameter's state

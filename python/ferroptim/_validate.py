@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numbers
+import reprlib
 from typing import Any
 
 import numpy as np
@@ -14,7 +15,7 @@ def _real(value: Any, name: str) -> None:
     try:
         float(value)
     except OverflowError:
-        raise ValueError(f"Invalid {name} value: {value} does not fit in a float") from None
+        raise ValueError(f"Invalid {name} value: {reprlib.repr(value)} does not fit in a float") from None
 
 
 def non_negative(group: dict[str, Any], *names: str) -> None:

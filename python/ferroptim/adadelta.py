@@ -63,6 +63,8 @@ class Adadelta(Optimizer):
     state_slots = ("square_avg", "acc_delta")
     required_state = ("square_avg", "acc_delta")
     _kernel = staticmethod(_core.adadelta_step)
+    required_hyperparameters = ("lr", "rho", "eps", "weight_decay")
+    torch_setdefaults = {"maximize": False}
 
     conventions = ADADELTA_CONVENTIONS
 

@@ -71,6 +71,8 @@ class Adagrad(Optimizer):
     state_slots = ("sum",)
     required_state = ("sum",)
     _kernel = staticmethod(_core.adagrad_step)
+    required_hyperparameters = ("lr", "lr_decay", "weight_decay", "eps")
+    torch_setdefaults = {"maximize": False}
     conventions = ADAGRAD_CONVENTIONS
     convention_knobs = ("eps_in_sqrt",)
 

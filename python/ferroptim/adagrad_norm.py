@@ -60,6 +60,8 @@ class AdagradNorm(Optimizer):
     """
 
     _kernel = staticmethod(_core.adagrad_norm_step)
+    required_hyperparameters = ("lr", "b0", "weight_decay", "scope")
+    torch_setdefaults = {"maximize": False}
     counts_steps = False
 
     def __init__(

@@ -124,6 +124,8 @@ class Adam(Optimizer):
     state_slots = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
     required_state = ("exp_avg", "exp_avg_sq")
     _kernel = staticmethod(_core.adam_step)
+    required_hyperparameters = ("lr", "betas", "eps", "weight_decay")
+    torch_setdefaults = {"amsgrad": False, "maximize": False, "decoupled_weight_decay": False}
 
     conventions = ADAM_CONVENTIONS
     convention_knobs = _ADAM_KNOBS
@@ -213,6 +215,8 @@ class AdamW(Adam):
 
     State per parameter: as :class:`Adam`.
     """
+
+    torch_setdefaults = {**Adam.torch_setdefaults, "decoupled_weight_decay": True}
 
     conventions = {
         "torch": {**ADAM_CONVENTIONS["torch"], "weight_decay": 1e-2},

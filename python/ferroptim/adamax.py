@@ -70,6 +70,8 @@ class Adamax(Optimizer):
     state_slots = ("exp_avg", "exp_inf")
     required_state = ("exp_avg", "exp_inf")
     _kernel = staticmethod(_core.adamax_step)
+    required_hyperparameters = ("lr", "betas", "eps", "weight_decay")
+    torch_setdefaults = {"maximize": False}
 
     conventions = ADAMAX_CONVENTIONS
     convention_knobs = ("eps_in_max",)

@@ -4,10 +4,12 @@
 The norms and the in-place scaling run in Rust (``src/kernels/clip.rs``) in one call,
 without the GIL. Every gradient is checked (dtype, layout, writeable, no two sharing
 memory) before any is read or written, so a bad input raises and changes nothing.
+``os.fork()`` waits for these calls running in other threads (``_borrows.GATE``).
 """
 
 from __future__ import annotations
 
+import reprlib
 import types
 import warnings
 from collections.abc import Iterable, Mapping
@@ -16,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from . import _core
+from ._borrows import GATE
 from .parameter import Parameter
 
 
@@ -26,6 +29,8 @@ def _number(value: Any, name: str) -> float:
         return float(value)
     except (TypeError, ValueError):
         raise TypeError(f"{name} must be a number, got {type(value).__name__}") from None
+    except OverflowError:  # an int such as 10**400
+        raise ValueError(f"{name} does not fit in a float: {reprlib.repr(value)}") from None
 
 
 def _non_negative(value: Any, name: str) -> float:
@@ -141,7 +146,8 @@ def get_total_norm(
     # arithmetic on 0-d arrays yields NumPy scalars; read them as 0-d arrays
     arrays = [np.asarray(t) if isinstance(t, np.generic) else t for t in tensors]
     names = [f"tensors[{i}]" for i in range(len(arrays))]
-    return _norm(*_core.grad_norm(arrays, names, p, bool(error_if_nonfinite)))
+    with GATE:
+        return _norm(*_core.grad_norm(arrays, names, p, bool(error_if_nonfinite)))
 
 
 def clip_grads_with_norm_(
@@ -176,7 +182,8 @@ def clip_grads_with_norm_(
     norm = _number(total_norm, "total_norm")
     wide = np.asarray(total_norm).dtype != np.float32
     arrays, names = _gradients(parameters, grads)
-    _core.clip_grads_with_norm(arrays, names, bound, norm, bool(wide))
+    with GATE:
+        _core.clip_grads_with_norm(arrays, names, bound, norm, bool(wide))
 
 
 def clip_grad_norm_(
@@ -230,7 +237,8 @@ def clip_grad_norm_(
     bound = _non_negative(max_norm, "max_norm")
     p = _norm_type(norm_type)
     arrays, names = _gradients(parameters, grads)
-    return _norm(*_core.clip_grad_norm(arrays, names, bound, p, bool(error_if_nonfinite)))
+    with GATE:
+        return _norm(*_core.clip_grad_norm(arrays, names, bound, p, bool(error_if_nonfinite)))
 
 
 def clip_grad_value_(
@@ -253,7 +261,8 @@ def clip_grad_value_(
     _check_foreach(foreach)
     bound = _non_negative(clip_value, "clip_value")
     arrays, names = _gradients(parameters, grads)
-    _core.clip_grad_value(arrays, names, bound)
+    with GATE:
+        _core.clip_grad_value(arrays, names, bound)
 
 
 __all__ = ["clip_grad_norm_", "clip_grad_value_", "clip_grads_with_norm_", "get_total_norm"]

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .parameter import FLOAT_DTYPES, Parameter
+from .parameter import FLOAT_DTYPES, Parameter, refuse_masked
 
 
 class BufferedParameter(Parameter):
@@ -42,6 +42,7 @@ class BufferedParameter(Parameter):
             value = np.asarray(value)
         if not isinstance(value, np.ndarray):
             raise TypeError(f"grad must be a numpy.ndarray or None, got {type(value).__name__}")
+        refuse_masked(value, "grad")
         if value.dtype != self.dtype:
             raise TypeError(f"grad has dtype {value.dtype}, but the parameter has {self.dtype}")
         if value.shape != self.shape:
@@ -139,6 +140,7 @@ def flatten_parameters(arrays: Iterable[Any] | Mapping[str, Any], dtype: Any = N
     for i, a in enumerate(given):
         if not isinstance(a, np.ndarray):
             raise TypeError(f"array {i} must be a numpy.ndarray, got {type(a).__name__}")
+        refuse_masked(a, f"array {i}")
     values: list[np.ndarray] = [np.ndarray.view(a, np.ndarray) for a in given]
     if dtype is None:
         dtypes = {a.dtype for a in values}

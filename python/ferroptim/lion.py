@@ -65,6 +65,8 @@ class Lion(Optimizer):
     required_state = ("exp_avg",)
     counts_steps = False
     _kernel = staticmethod(_core.lion_step)
+    required_hyperparameters = ("lr", "betas", "weight_decay")
+    torch_setdefaults = {"maximize": False}
     conventions = LION_CONVENTIONS
 
     def __init__(

@@ -92,6 +92,8 @@ class NAdam(Optimizer):
     required_state = ("exp_avg", "exp_avg_sq")
     scalar_state = ("mu_product",)
     _kernel = staticmethod(_core.nadam_step)
+    required_hyperparameters = ("lr", "betas", "eps", "weight_decay", "momentum_decay")
+    torch_setdefaults = {"maximize": False, "decoupled_weight_decay": False}
     conventions = NADAM_CONVENTIONS
     convention_knobs = ("mu_product_float32",)
 
@@ -140,13 +142,11 @@ class NAdam(Optimizer):
         self, states: list[dict[str, Any]], olds: list[dict[str, Any] | None], group: dict[str, Any]
     ) -> dict[str, Any]:
         args = super()._tensor_args(states, olds, group)
-        try:  # the schedule is computed here, so check what was edited into the group since
-            beta_pair(group)
-            non_negative(group, "momentum_decay")
-            flag(group, *(("mu_product_float32",) if "mu_product_float32" in group else ()))
-        except (TypeError, ValueError) as err:
-            gi = next(i for i, g in enumerate(self.param_groups) if g is group)
-            raise type(err)(f"param_groups[{gi}]: {err}") from None
+        # the schedule is computed here, so check what was edited into the group since
+        # (the caller names the group in the message)
+        beta_pair(group)
+        non_negative(group, "momentum_decay")
+        flag(group, *(("mu_product_float32",) if "mu_product_float32" in group else ()))
         beta1, momentum_decay = group["betas"][0], group["momentum_decay"]
         in_float32 = group.get("mu_product_float32", True)
         for s in states:

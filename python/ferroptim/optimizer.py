@@ -25,9 +25,10 @@ from typing import Any, ClassVar, TypeVar
 import numpy as np
 
 from . import _bfloat16, _conventions, _core
+from ._borrows import GATE
 from ._validate import BF16, GRAD_DEFAULTS, grad_settings, storage_settings
 from .hooks import RemovableHandle, register
-from .parameter import FLOAT_DTYPES, Parameter
+from .parameter import FLOAT_DTYPES, Parameter, refuse_masked
 
 #: ``grad_settings`` of a group with the defaults: no unscaling, clipping or skipping.
 _NO_GRAD_SETTINGS: tuple[float, float | None, bool] = (1.0, None, False)
@@ -152,19 +153,23 @@ _held: list[Optimizer] = []
 def _before_fork() -> None:
     """Waits for running steps and holds every optimizer's lock across ``fork()``, so the
     child never inherits a step half done (its arrays still borrowed, its lock held by a
-    thread that does not exist in the child, which would block its steps forever)."""
+    thread that does not exist in the child, which would block its steps forever); then
+    waits for the other native calls that borrow arrays (``_borrows.GATE``)."""
     _held[:] = list(_LIVE)
     for opt in _held:
         opt._lock.acquire()
+    GATE.close()  # last: such a call never waits for an optimizer's lock
 
 
 def _after_fork_in_parent() -> None:
+    GATE.reopen()
     for opt in reversed(_held):
         opt._lock.release()
     _held.clear()
 
 
 def _after_fork_in_child() -> None:
+    GATE.reset()
     for opt in _held:
         opt._lock = threading.RLock()
     _held.clear()
@@ -331,6 +336,15 @@ class Optimizer:
     counts_steps: ClassVar[bool] = True
     #: Other per-parameter scalars every non-empty state has (NAdam's ``mu_product``).
     scalar_state: ClassVar[tuple[str, ...]] = ()
+    #: Hyperparameters a loaded group must have: those torch's step reads and its
+    #: ``__setstate__`` does not fill in (``lr`` and the update rule's constants), which
+    #: every state dict of the torch class holds.
+    required_hyperparameters: ClassVar[tuple[str, ...]] = ()
+    #: Hyperparameters a loaded group may lack, with the values torch's ``__setstate__``
+    #: gives them (keys newer than the torch that wrote the state dict, as ``maximize``).
+    #: A missing key of neither kind (ferroptim's own settings, and torch keys its step
+    #: does not read, as Adagrad's ``initial_accumulator_value``) takes ``defaults``' value.
+    torch_setdefaults: ClassVar[dict[str, Any]] = {}
     #: Per convention (``"torch"``, ``"optax"``, ``"keras"``, ``"paper"``), the defaults it
     #: gives the settings it changes; empty for a class without conventions (see
     #: ``ferroptim._conventions`` and ``docs/conventions.md``).
@@ -486,7 +500,11 @@ class Optimizer:
 
         Also takes a ``torch.optim`` state dict whose tensors were turned into NumPy
         arrays (torch-only flags such as ``foreach`` are ignored). Everything is
-        checked before anything changes.
+        checked before anything changes. A saved group without a hyperparameter torch
+        cannot step without (``required_hyperparameters``) is refused; one without a key
+        torch fills in for state dicts of older versions takes torch's value
+        (``torch_setdefaults``), and one without ferroptim's own settings the optimizer's
+        defaults.
 
         Args:
             state_dict: what ``state_dict()`` returned (here, or in torch).
@@ -550,7 +568,14 @@ class Optimizer:
                 if repeated:
                     raise ValueError(f"loaded state dict lists parameter id {key!r} twice")
                 by_index[key] = (p, _site(gi, i), gi)
+            missing = [k for k in self.required_hyperparameters if k not in saved]
+            if missing:
+                raise ValueError(
+                    f"loaded param group {gi} has no {', '.join(map(repr, missing))}, which "
+                    f"{type(self).__name__} needs to step (torch's state dicts always hold it)"
+                )
             restored = _conventions.loaded_defaults(self, saved)
+            restored.update(self.torch_setdefaults)
             restored.update(
                 (k, _plain_value(v))
                 for k, v in saved.items()
@@ -1038,6 +1063,9 @@ class Optimizer:
         parameter's position in the optimizer (over all groups), which with the group's
         ``seed`` key the stochastic rounding of its state (``src/kernels/state.rs``)."""
         first = sum(len(g["params"]) for g in self.param_groups[:gi])
+        for t, i in zip(steps, index):
+            if t >= _BF16_STEPS:
+                raise ValueError(_bf16_step_error(f"state 'step' of {_site(gi, i)}", t))
         return [(int(t), first + i) for t, i in zip(steps, index)]
 
     def _load_param_state(
@@ -1056,6 +1084,8 @@ class Optimizer:
             elif value is not None:
                 bf16 = group.get("state_dtype") == BF16
                 state[key] = _state_array(value, p, f"state {key!r} of {site}", bf16)
+        if group.get("state_dtype") == BF16 and state.get("step", 0.0) + 1.0 >= _BF16_STEPS:
+            raise ValueError(_bf16_step_error(f"state 'step' of {site}", state["step"]))
         required = scalars + self.required_state
         missing = [k for k in required if k not in state]
         if state and missing:
@@ -1120,7 +1150,8 @@ def _plain_value(value: Any) -> Any:
 def _scalar(value: Any, what: str) -> float:
     """``value`` (a number or a one-element numeric array) as a float; raises ``ValueError``
     naming ``what`` for anything else (bools and strings included) and for negative or
-    non-finite numbers."""
+    non-finite numbers, ``TypeError`` for a masked array."""
+    refuse_masked(value, what)
     try:
         array = np.asarray(value)
         if isinstance(value, (bool, np.bool_)) or array.dtype.kind not in "fiu":
@@ -1133,6 +1164,17 @@ def _scalar(value: Any, what: str) -> float:
     return number
 
 
+#: Steps of bfloat16 state are below this: the step number keys the stochastic rounding as a u64.
+_BF16_STEPS = 2.0**64
+
+
+def _bf16_step_error(what: str, step: float) -> str:
+    return (
+        f"{what} is {step:.17g}: with bfloat16 state (state_dtype='bfloat16') the step count keys "
+        "the stochastic rounding and must stay below 2**64"
+    )
+
+
 def _exported(value: np.ndarray) -> np.ndarray:
     """A copy of a state array for ``state_dict()``: bfloat16 bits as float32."""
     return _bfloat16.to_float32(value) if value.dtype == np.uint16 else value.copy(order="K")
@@ -1141,6 +1183,7 @@ def _exported(value: np.ndarray) -> np.ndarray:
 def _state_array(value: Any, p: np.ndarray, what: str, bf16: bool = False) -> np.ndarray:
     """A copy of ``value`` with ``p``'s shape, dtype and memory layout; with ``bf16``, as
     bfloat16 bits (rounded to nearest) instead of ``p``'s dtype."""
+    refuse_masked(value, what)
     try:
         array = np.asarray(value)
     except Exception:

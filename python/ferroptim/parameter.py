@@ -6,7 +6,17 @@ from typing import Any
 
 import numpy as np
 
+from . import _core
+
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def refuse_masked(value: Any, what: str) -> None:
+    """Raises ``TypeError`` for a ``numpy.ma.MaskedArray`` (``np.ma.masked`` included),
+    whose mask ferroptim would ignore; the Rust core refuses one handed to a step or a
+    clipping function in the same words."""
+    if isinstance(value, np.ma.MaskedArray):
+        raise TypeError(f"{what} {_core.MASKED}")
 
 
 def _plain(x: Any) -> Any:
@@ -35,6 +45,7 @@ class Parameter(np.ndarray):
     __hash__ = object.__hash__  # type: ignore[assignment]  # by identity, as torch's; == stays elementwise
 
     def __new__(cls, data: Any, grad: np.ndarray | None = None) -> Parameter:
+        refuse_masked(data, "data")
         array = data if isinstance(data, np.ndarray) else np.asarray(data)
         if array.dtype not in FLOAT_DTYPES:
             raise TypeError(f"Parameter needs a float32 or float64 array, got dtype {array.dtype}")
@@ -57,6 +68,7 @@ class Parameter(np.ndarray):
         if value is not None:
             if not isinstance(value, np.ndarray):
                 raise TypeError(f"grad must be a numpy.ndarray or None, got {type(value).__name__}")
+            refuse_masked(value, "grad")
             if value.dtype != self.dtype:
                 raise TypeError(f"grad has dtype {value.dtype}, but the parameter has {self.dtype}")
             if value.shape != self.shape:

@@ -52,6 +52,8 @@ class RAdam(Optimizer):
     state_slots = ("exp_avg", "exp_avg_sq")
     required_state = ("exp_avg", "exp_avg_sq")
     _kernel = staticmethod(_core.radam_step)
+    required_hyperparameters = ("lr", "betas", "eps", "weight_decay")
+    torch_setdefaults = {"maximize": False, "decoupled_weight_decay": False}
 
     def __init__(
         self,

@@ -96,6 +96,8 @@ class RMSprop(Optimizer):
     state_slots = ("square_avg", "grad_avg", "momentum_buffer")
     required_state = ("square_avg",)
     _kernel = staticmethod(_core.rmsprop_step)
+    required_hyperparameters = ("lr", "alpha", "eps", "weight_decay")
+    torch_setdefaults = {"momentum": 0, "centered": False, "maximize": False}
     conventions = RMSPROP_CONVENTIONS
     convention_knobs = ("eps_in_sqrt", "lr_in_momentum")
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import reprlib
 import struct
 import tempfile
 from collections.abc import Mapping
@@ -30,6 +31,9 @@ import numpy as np
 #: The member holding the skeleton, and the format's version.
 SKELETON = "ferroptim"
 VERSION = 1
+#: How deeply dicts, lists and tuples may nest in a checkpoint (a state dict nests 4 deep),
+#: well inside Python's recursion limit, which the encoder and decoder recurse on.
+MAX_DEPTH = 100
 
 PathOrFile = Union[str, "os.PathLike[str]", BinaryIO]
 
@@ -56,6 +60,8 @@ def save(obj: Any, f: PathOrFile, *, compress: bool = False) -> None:
     Raises:
         TypeError: ``obj`` holds something else (a function, an object array, a set),
             named by its path in ``obj``; nothing is written.
+        ValueError: ``obj`` nests dicts, lists and tuples more than ``MAX_DEPTH`` (100)
+            deep, named by the path where it does; nothing is written.
     """
     arrays: dict[str, np.ndarray] = {}
     skeleton = {"format": SKELETON, "version": VERSION, "root": _encode(obj, "obj", arrays, set())}
@@ -119,6 +125,10 @@ def _load(source: BinaryIO) -> Any:
         skeleton = json.loads(raw.tobytes().decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ValueError(f"{where}: the checkpoint's skeleton is corrupted: {err}") from None
+    except RecursionError:  # the JSON parser recurses on each level of nesting
+        raise ValueError(
+            f"{where}: the checkpoint nests more than {MAX_DEPTH} dicts, lists or tuples deep"
+        ) from None
     if not isinstance(skeleton, dict) or skeleton.get("format") != SKELETON or "root" not in skeleton:
         raise ValueError(f"{where}: the checkpoint's skeleton is corrupted")
     if skeleton.get("version") != VERSION:
@@ -155,6 +165,8 @@ def _encode(obj: Any, path: str, arrays: dict[str, np.ndarray], active: set[int]
     if isinstance(obj, (list, tuple, Mapping)):
         if id(obj) in active:
             raise TypeError(f"{path} contains itself")
+        if len(active) >= MAX_DEPTH:
+            raise ValueError(f"{path} is nested more than {MAX_DEPTH} dicts, lists or tuples deep")
         active.add(id(obj))
         try:
             if isinstance(obj, list):
@@ -182,23 +194,28 @@ def _encode(obj: Any, path: str, arrays: dict[str, np.ndarray], active: set[int]
     )
 
 
-def _decode(node: Any, members: dict[str, np.ndarray], used: set[str], where: str) -> Any:
+def _decode(node: Any, members: dict[str, np.ndarray], used: set[str], where: str, depth: int = 0) -> Any:
     if node is None or isinstance(node, (bool, int, float, str)):
         return node
+    container = isinstance(node, list) or (
+        isinstance(node, dict) and len(node) == 1 and next(iter(node)) in ("tuple", "dict")
+    )
+    if container and depth >= MAX_DEPTH:
+        raise ValueError(f"{where}: the checkpoint nests more than {MAX_DEPTH} dicts, lists or tuples deep")
     if isinstance(node, list):
-        return [_decode(v, members, used, where) for v in node]
+        return [_decode(v, members, used, where, depth + 1) for v in node]
     if isinstance(node, dict) and len(node) == 1:
         ((tag, value),) = node.items()
         if tag == "tuple" and isinstance(value, list):
-            return tuple(_decode(v, members, used, where) for v in value)
+            return tuple(_decode(v, members, used, where, depth + 1) for v in value)
         if tag == "dict" and isinstance(value, list):
             out = {}
             for pair in value:
                 if not isinstance(pair, list) or len(pair) != 2:
                     break
-                key = _decode(pair[0], members, used, where)
+                key = _decode(pair[0], members, used, where, depth + 1)
                 try:
-                    out[key] = _decode(pair[1], members, used, where)
+                    out[key] = _decode(pair[1], members, used, where, depth + 1)
                 except TypeError:
                     raise ValueError(f"{where}: the checkpoint has an unhashable dict key {key!r}") from None
             else:
@@ -218,7 +235,7 @@ def _decode(node: Any, members: dict[str, np.ndarray], used: set[str], where: st
                     raise ValueError(f"{where}: the checkpoint's scalar {value!r} is not 0-d")
                 return array[()]
             return array if array.flags.writeable else array.copy(order="K")
-    raise ValueError(f"{where}: the checkpoint's skeleton is corrupted near {str(node)[:80]}")
+    raise ValueError(f"{where}: the checkpoint's skeleton is corrupted near {reprlib.repr(node)}")
 
 
 __all__ = ["load", "save"]

@@ -93,6 +93,8 @@ class SGD(Optimizer):
     state_slots = ("momentum_buffer",)
     counts_steps = False
     _kernel = staticmethod(_core.sgd_step)
+    required_hyperparameters = ("lr", "momentum", "dampening", "weight_decay")
+    torch_setdefaults = {"nesterov": False, "maximize": False}
 
     conventions = SGD_CONVENTIONS
     convention_knobs = ("lr_in_momentum",)

@@ -8,7 +8,8 @@ use ndarray::{ArrayViewD, ArrayViewMutD};
 use numpy::{BorrowError, Element, PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn, PyReadwriteArrayDyn};
 use numpy::{PyArrayDescrMethods, PyUntypedArray, PyUntypedArrayMethods};
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyString};
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyString, PyType};
 
 use crate::error::Error;
 use crate::kernels::Real;
@@ -35,9 +36,10 @@ pub struct Tensors<'py> {
     /// anything else (or none) in the parameter's dtype.
     #[pyo3(default)]
     pub state_dtype: Option<String>,
-    /// Seed of the stochastic rounding of bfloat16 state.
+    /// Seed of the stochastic rounding of bfloat16 state (read by [`Tensors::seed`]
+    /// only for such state: a group whose state is not bfloat16 does not use it).
     #[pyo3(default)]
-    pub seed: u64,
+    pub seed: Option<Bound<'py, PyAny>>,
     /// With bfloat16 state, per tensor: its step number and its parameter's position
     /// in the optimizer, which with `seed` key its rounding streams.
     #[pyo3(default)]
@@ -48,6 +50,20 @@ impl Tensors<'_> {
     /// Whether the group keeps its state as bfloat16.
     pub fn bf16(&self) -> bool {
         self.state_dtype.as_deref() == Some(BF16)
+    }
+
+    /// The group's `seed` (absent or `None`: 0); anything but an int in `[0, 2**64)` is
+    /// a `ValueError` naming the group.
+    pub fn seed(&self) -> Result<u64, Error> {
+        match &self.seed {
+            Some(seed) if !seed.is_none() => seed.extract::<u64>().map_err(|_| {
+                Error::Malformed(format!(
+                    "param_groups[{}]: Invalid seed value: {seed} (must be an int in [0, 2**64))",
+                    self.group
+                ))
+            }),
+            _ => Ok(0),
+        }
     }
 }
 
@@ -122,6 +138,20 @@ pub struct Batch<'py> {
     pub bf16: Vec<Borrowed<'py, f32, u16>>,
 }
 
+/// Refuses a `numpy.ma.MaskedArray` (an ndarray subclass, so the casts below accept it):
+/// the kernels would ignore its mask. A plain ndarray costs one type comparison.
+pub(crate) fn unmasked(obj: &Bound<'_, PyAny>, what: impl Fn() -> String) -> Result<(), Error> {
+    static MASKED_ARRAY: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+    if obj.is_exact_instance_of::<PyUntypedArray>() {
+        return Ok(());
+    }
+    let masked = MASKED_ARRAY.import(obj.py(), "numpy.ma", "MaskedArray");
+    if masked.is_ok_and(|t| obj.is_instance(t).unwrap_or(false)) {
+        return Err(Error::Masked { what: what() });
+    }
+    Ok(())
+}
+
 pub(crate) fn dtype_name(obj: &Bound<'_, PyAny>) -> Option<String> {
     obj.cast::<PyUntypedArray>().ok().map(|a| a.dtype().to_string())
 }
@@ -131,6 +161,7 @@ fn typed<'py, T: Element>(
     expected: &'static str,
     what: impl Fn() -> String,
 ) -> Result<Bound<'py, PyArrayDyn<T>>, Error> {
+    unmasked(obj, &what)?;
     match obj.cast::<PyArrayDyn<T>>() {
         Ok(a) => Ok(a.clone()),
         Err(_) => Err(match dtype_name(obj) {
@@ -205,10 +236,62 @@ pub(crate) fn check_layout(
 pub(crate) fn writable<'py, T: Element>(
     a: &Bound<'py, PyArrayDyn<T>>,
     what: impl Fn() -> String,
+    refused: &mut Option<Refused<'py>>,
 ) -> Result<PyReadwriteArrayDyn<'py, T>, Error> {
     a.try_readwrite().map_err(|e| match e {
         BorrowError::NotWriteable => Error::ReadOnly { what: what() },
-        _ => Error::Overlap { what: what() },
+        _ => Refused::record(refused, a.as_any(), true, what()),
+    })
+}
+
+pub(crate) fn readable<'py, T: Element>(
+    a: &Bound<'py, PyArrayDyn<T>>,
+    what: impl Fn() -> String,
+    refused: &mut Option<Refused<'py>>,
+) -> Result<PyReadonlyArrayDyn<'py, T>, Error> {
+    a.try_readonly().map_err(|_| Refused::record(refused, a.as_any(), false, what()))
+}
+
+/// An array whose borrow rust-numpy's tracker refused: it shares memory with an array
+/// this call already borrowed, or another call running in another thread holds it. Which
+/// one, [`borrowing`] asks once this call's borrows are released.
+pub(crate) struct Refused<'py> {
+    array: Bound<'py, PyAny>,
+    write: bool,
+    what: String,
+}
+
+impl<'py> Refused<'py> {
+    /// Keeps the refused array in `refused`; the error to raise unless another call holds it.
+    fn record(refused: &mut Option<Self>, array: &Bound<'py, PyAny>, write: bool, what: String) -> Error {
+        *refused = Some(Self { array: array.clone(), write, what: what.clone() });
+        Error::Overlap { what }
+    }
+
+    /// Whether the tracker refuses the array alone, so that another call holds it.
+    fn held_elsewhere(&self) -> bool {
+        fn alone<T: Element>(a: &Bound<'_, PyAny>, write: bool) -> Option<bool> {
+            let a = a.cast::<PyArrayDyn<T>>().ok()?;
+            Some(if write { a.try_readwrite().is_err() } else { a.try_readonly().is_err() })
+        }
+        let (a, write) = (&self.array, self.write);
+        alone::<f32>(a, write).or_else(|| alone::<f64>(a, write)).or_else(|| alone::<u16>(a, write))
+            == Some(true)
+    }
+}
+
+/// Runs `borrow`, which borrows a call's arrays with [`writable`] and [`readable`]. When
+/// the tracker refused one, its verdict is asked again for that array alone after
+/// `borrow` returned (so this call's own borrows are released): refused again, the array
+/// is in use by another call ([`Error::InUse`]); else it shares memory with another array
+/// of this call (the [`Error::Overlap`] `borrow` raised).
+pub(crate) fn borrowing<'py, R>(
+    borrow: impl FnOnce(&mut Option<Refused<'py>>) -> PyResult<R>,
+) -> PyResult<R> {
+    let mut refused = None;
+    borrow(&mut refused).map_err(|err| match refused {
+        Some(r) if r.held_elsewhere() => Error::InUse { what: r.what }.into(),
+        _ => err,
     })
 }
 
@@ -231,6 +314,7 @@ fn borrow_tensor<'py, T: Element, S: Element>(
     param: &Bound<'py, PyArrayDyn<T>>,
     grad: &Bound<'py, PyAny>,
     state: &Bound<'py, PyDict>,
+    refused: &mut Option<Refused<'py>>,
 ) -> PyResult<Borrowed<'py, T, S>> {
     let site = at.site;
     let shape = param.shape();
@@ -252,13 +336,16 @@ fn borrow_tensor<'py, T: Element, S: Element>(
     }
     // Borrow only once every check passed; rust-numpy's borrow tracker then
     // catches any memory shared between arrays of this step.
-    let param = writable(param, || site.param())?;
-    let grad = grad.try_readonly().map_err(|_| Error::Overlap { what: site.grad() })?;
+    let param = writable(param, || site.param(), refused)?;
+    let grad = readable(&grad, || site.grad(), refused)?;
     let mut names = names.iter();
-    let state = transposed(arrays.each_ref().map(|s| {
+    let mut state = SlotArray::default();
+    for (borrowed, s) in state.iter_mut().zip(&arrays) {
         let name = names.next().copied().unwrap_or_default();
-        s.as_ref().map(|s| writable(s, || site.state(name)))
-    }))?;
+        if let Some(s) = s {
+            *borrowed = Some(writable(s, || site.state(name), refused)?);
+        }
+    }
     Ok(Borrowed { at, param, grad, state })
 }
 
@@ -268,6 +355,15 @@ impl<'py> Batch<'py> {
     /// A state array that a group's settings use and its state dict lacks is an
     /// [`Error::StateMissing`].
     pub fn borrow(groups: &[Tensors<'py>], names: &[&'static str], bf16: bool) -> PyResult<Self> {
+        borrowing(|refused| Self::borrow_all(groups, names, bf16, refused))
+    }
+
+    fn borrow_all(
+        groups: &[Tensors<'py>],
+        names: &[&'static str],
+        bf16: bool,
+        refused: &mut Option<Refused<'py>>,
+    ) -> PyResult<Self> {
         let total = groups.iter().map(|t| t.params.len()).sum();
         let mut batch = Batch { f32: Vec::with_capacity(total), f64: Vec::new(), bf16: Vec::new() };
         for (slot, t) in groups.iter().enumerate() {
@@ -309,11 +405,13 @@ impl<'py> Batch<'py> {
                 ))
                 .into());
             }
+            let seed = if t.bf16() { t.seed()? } else { 0 };
             for position in 0..n {
                 let site = Site { group: t.group, index: t.index[position] };
                 let (param, grad, state) = (&t.params[position], &t.grads[position], &t.state[position]);
-                let rounding = t.bf16().then(|| (t.seed, t.rounding[position].0, t.rounding[position].1));
+                let rounding = t.bf16().then(|| (seed, t.rounding[position].0, t.rounding[position].1));
                 let at = At { slot, position, site, rounding };
+                unmasked(param, || site.param())?;
                 if t.bf16() {
                     let p = param.cast::<PyArrayDyn<f32>>().map_err(|_| match dtype_name(param) {
                         Some(found) => Error::Dtype {
@@ -323,11 +421,32 @@ impl<'py> Batch<'py> {
                         },
                         None => Error::NotAnArray { what: site.param(), found: type_name(param) },
                     })?;
-                    batch.bf16.push(borrow_tensor((names, &t.slots, BF16_BITS), at, p, grad, state)?);
+                    batch.bf16.push(borrow_tensor(
+                        (names, &t.slots, BF16_BITS),
+                        at,
+                        p,
+                        grad,
+                        state,
+                        refused,
+                    )?);
                 } else if let Ok(p) = param.cast::<PyArrayDyn<f32>>() {
-                    batch.f32.push(borrow_tensor((names, &t.slots, SAME_DTYPE), at, p, grad, state)?);
+                    batch.f32.push(borrow_tensor(
+                        (names, &t.slots, SAME_DTYPE),
+                        at,
+                        p,
+                        grad,
+                        state,
+                        refused,
+                    )?);
                 } else if let Ok(p) = param.cast::<PyArrayDyn<f64>>() {
-                    batch.f64.push(borrow_tensor((names, &t.slots, SAME_DTYPE), at, p, grad, state)?);
+                    batch.f64.push(borrow_tensor(
+                        (names, &t.slots, SAME_DTYPE),
+                        at,
+                        p,
+                        grad,
+                        state,
+                        refused,
+                    )?);
                 } else {
                     return Err(match dtype_name(param) {
                         Some(found) => {
@@ -568,7 +687,8 @@ pub fn write_back<T: Real, S: Copy>(flats: &mut [Flat<'_, T, S>]) {
 /// Checks the parameters of an optimizer as a step will: each must be laid out so
 /// the kernels can address it (see [`check_layout`]), and rust-numpy's borrow tracker
 /// must let all be borrowed mutably together. Returns the position of the first
-/// array the tracker refuses, for the Python layer to word, or `None`.
+/// array the tracker refuses, for the Python layer to word, or `None`; an array that a
+/// call running in another thread holds is an [`Error::InUse`].
 ///
 /// The tracker is conservative: two views whose elements interleave in memory
 /// (column blocks of one matrix) count as overlapping. Asking it at construction
@@ -589,21 +709,32 @@ pub fn check_params(arrays: Vec<Bound<'_, PyAny>>, names: Vec<String>) -> PyResu
     }
     let name = |i: usize| names.get(i).cloned().unwrap_or_else(|| format!("parameter {i}"));
     for (i, a) in arrays.iter().enumerate() {
+        unmasked(a, || name(i))?;
         if let Ok(a) = a.cast::<PyUntypedArray>() {
             check_layout(a, true, || name(i))?;
         }
     }
-    let (mut f32s, mut f64s) = (Vec::new(), Vec::new());
-    Ok(arrays.iter().position(|a| {
-        let ok = if let Ok(a) = a.cast::<PyArrayDyn<f32>>() {
-            hold(a, &mut f32s)
-        } else if let Ok(a) = a.cast::<PyArrayDyn<f64>>() {
-            hold(a, &mut f64s)
-        } else {
-            true
-        };
-        !ok
-    }))
+    let conflict = {
+        let (mut f32s, mut f64s) = (Vec::new(), Vec::new());
+        arrays.iter().position(|a| {
+            let ok = if let Ok(a) = a.cast::<PyArrayDyn<f32>>() {
+                hold(a, &mut f32s)
+            } else if let Ok(a) = a.cast::<PyArrayDyn<f64>>() {
+                hold(a, &mut f64s)
+            } else {
+                true
+            };
+            !ok
+        })
+    };
+    // The guards are released: an array refused alone is held by a call in another thread.
+    if let Some(i) = conflict {
+        let refused = Refused { array: arrays[i].clone(), write: true, what: name(i) };
+        if refused.held_elsewhere() {
+            return Err(Error::InUse { what: refused.what }.into());
+        }
+    }
+    Ok(conflict)
 }
 
 #[cfg(test)]

@@ -9,11 +9,12 @@
 //! the thread count.
 
 use ndarray::{ArrayViewD, ArrayViewMutD};
-use numpy::{Element, PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn, PyReadwriteArrayDyn};
+use numpy::{Element, PyArrayDyn, PyReadonlyArrayDyn, PyReadwriteArrayDyn};
 use numpy::{PyUntypedArray, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 
-use super::arrays::{check_layout, dtype_name, memory_axis_order, type_name, writable, Lane, ReadLane};
+use super::arrays::{borrowing, check_layout, dtype_name, memory_axis_order, readable, type_name, unmasked};
+use super::arrays::{writable, Lane, ReadLane, Refused};
 use crate::error::Error;
 use crate::kernels::clip::{clip_coef, tensor_norm, ClampTensor, FinitePiece, NormPiece, Order, ScaleTensor};
 use crate::kernels::Real;
@@ -35,6 +36,7 @@ impl<'py> Typed<'py> {
         }
         let mut typed = Typed { f32: Vec::new(), f64: Vec::new() };
         for (i, (g, name)) in grads.iter().zip(names).enumerate() {
+            unmasked(g, || name.clone())?;
             if let Ok(a) = g.cast::<PyArrayDyn<f32>>() {
                 typed.f32.push((i, a.clone()));
             } else if let Ok(a) = g.cast::<PyArrayDyn<f64>>() {
@@ -62,25 +64,38 @@ impl<'py> Typed<'py> {
 fn read_all<'py, T: Element>(
     arrays: &[(usize, Bound<'py, PyArrayDyn<T>>)],
     names: &[String],
+    refused: &mut Option<Refused<'py>>,
 ) -> Result<Vec<(usize, PyReadonlyArrayDyn<'py, T>)>, Error> {
-    arrays
-        .iter()
-        .map(|(i, a)| {
-            let what = || names.get(*i).cloned().unwrap_or_default();
-            a.try_readonly().map(|r| (*i, r)).map_err(|_| Error::Overlap { what: what() })
-        })
-        .collect()
+    let name = |i: usize| names.get(i).cloned().unwrap_or_default();
+    arrays.iter().map(|(i, a)| readable(a, || name(*i), refused).map(|r| (*i, r))).collect()
 }
 
 /// Borrows arrays for writing; rust-numpy's tracker refuses arrays sharing memory.
 fn write_all<'py, T: Element>(
     arrays: &[(usize, Bound<'py, PyArrayDyn<T>>)],
     names: &[String],
+    refused: &mut Option<Refused<'py>>,
 ) -> Result<Vec<(usize, PyReadwriteArrayDyn<'py, T>)>, Error> {
-    arrays
-        .iter()
-        .map(|(i, a)| writable(a, || names.get(*i).cloned().unwrap_or_default()).map(|w| (*i, w)))
-        .collect()
+    let name = |i: usize| names.get(i).cloned().unwrap_or_default();
+    arrays.iter().map(|(i, a)| writable(a, || name(*i), refused).map(|w| (*i, w))).collect()
+}
+
+/// Borrowed arrays of both dtypes, read only.
+type Read<'py> = (Vec<(usize, PyReadonlyArrayDyn<'py, f32>)>, Vec<(usize, PyReadonlyArrayDyn<'py, f64>)>);
+/// Borrowed arrays of both dtypes, writable.
+type Written<'py> =
+    (Vec<(usize, PyReadwriteArrayDyn<'py, f32>)>, Vec<(usize, PyReadwriteArrayDyn<'py, f64>)>);
+
+impl<'py> Typed<'py> {
+    /// Borrows every array for reading (see [`borrowing`]).
+    fn read(&self, names: &[String]) -> PyResult<Read<'py>> {
+        borrowing(|r| Ok((read_all(&self.f32, names, r)?, read_all(&self.f64, names, r)?)))
+    }
+
+    /// Borrows every array for writing (see [`borrowing`]).
+    fn write(&self, names: &[String]) -> PyResult<Written<'py>> {
+        borrowing(|r| Ok((write_all(&self.f32, names, r)?, write_all(&self.f64, names, r)?)))
+    }
 }
 
 /// Views in each array's own memory order, so contiguous arrays of any axis order are slices.
@@ -177,7 +192,7 @@ pub fn grad_norm(
 ) -> PyResult<(f64, bool)> {
     let order = order_of(norm_type)?;
     let typed = Typed::new(&grads, &names, false)?;
-    let (r32, r64) = (read_all(&typed.f32, &names)?, read_all(&typed.f64, &names)?);
+    let (r32, r64) = typed.read(&names)?;
     let (v32, v64) = (read_views(&r32), read_views(&r64));
     let (wide, count) = (typed.wide(), grads.len());
     let total = py.detach(|| {
@@ -208,7 +223,7 @@ pub fn clip_grad_norm(
     let max_norm = non_negative(max_norm, "max_norm")?;
     let order = order_of(norm_type)?;
     let typed = Typed::new(&grads, &names, true)?;
-    let (mut w32, mut w64) = (write_all(&typed.f32, &names)?, write_all(&typed.f64, &names)?);
+    let (mut w32, mut w64) = typed.write(&names)?;
     let (v32, v64) = (write_views(&mut w32), write_views(&mut w64));
     let (wide, count) = (typed.wide(), grads.len());
     let total = py.detach(|| {
@@ -241,7 +256,7 @@ pub fn clip_grads_with_norm(
 ) -> PyResult<()> {
     let max_norm = non_negative(max_norm, "max_norm")?;
     let typed = Typed::new(&grads, &names, true)?;
-    let (mut w32, mut w64) = (write_all(&typed.f32, &names)?, write_all(&typed.f64, &names)?);
+    let (mut w32, mut w64) = typed.write(&names)?;
     let (v32, v64) = (write_views(&mut w32), write_views(&mut w64));
     py.detach(|| {
         let coef = coef(max_norm, total_norm, wide);
@@ -306,7 +321,7 @@ pub fn grad_stats(
     let max_norms =
         max_norms.into_iter().map(|m| non_negative(m, "max_grad_norm")).collect::<Result<Vec<_>, _>>()?;
     let typed = Typed::new(&grads, &names, false)?;
-    let (r32, r64) = (read_all(&typed.f32, &names)?, read_all(&typed.f64, &names)?);
+    let (r32, r64) = typed.read(&names)?;
     let (v32, v64) = (read_views(&r32), read_views(&r64));
     let (u32_, u64_) = (unscales(&v32, &grad_scales), unscales(&v64, &grad_scales));
     let (wide, count) = (typed.wide(), grads.len());
@@ -342,7 +357,7 @@ pub fn clip_grad_value(
     }
     let clip_value = non_negative(clip_value, "clip_value")?;
     let typed = Typed::new(&grads, &names, true)?;
-    let (mut w32, mut w64) = (write_all(&typed.f32, &names)?, write_all(&typed.f64, &names)?);
+    let (mut w32, mut w64) = typed.write(&names)?;
     let (v32, v64) = (write_views(&mut w32), write_views(&mut w64));
     py.detach(|| {
         clamp(clip_value, lanes(v32));

@@ -9,14 +9,14 @@ pub mod stream;
 pub mod threads;
 
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyString};
+use pyo3::types::PyDict;
 
 use crate::error::Error;
 use crate::kernels::state::{rounding_key, Bf16};
 use crate::kernels::{GradScale, Real, ScaleGrad, Update};
 use crate::pool;
 use arrays::{flats, write_back, At, Batch, Flat, SlotArray, Tensors};
-use optimizers::Bf16Tensor;
+use optimizers::{item_or, Bf16Tensor};
 
 /// An algorithm's hyperparameters for one group, and how they turn one tensor's
 /// slices into a kernel step.
@@ -67,22 +67,14 @@ impl GroupScale {
     /// finite number > 0, or a coefficient outside `[0, 1]` (NaN aside: a NaN norm gives
     /// one, as in torch), is a `ValueError`.
     pub fn extract(g: &Bound<'_, PyDict>) -> PyResult<Self> {
-        let number = |key: &Bound<'_, PyString>| -> PyResult<Option<f64>> {
-            match g.get_item(key)? {
-                Some(v) if !v.is_none() => v.extract::<f64>().map(Some).map_err(|e| {
-                    PyErr::from_type(e.get_type(g.py()), format!("'{key}': {}", e.value(g.py())))
-                }),
-                _ => Ok(None),
-            }
-        };
-        let grad_scale = number(pyo3::intern!(g.py(), "grad_scale"))?.unwrap_or(1.0);
+        let grad_scale: f64 = item_or(g, pyo3::intern!(g.py(), "grad_scale"), 1.0)?;
         if !(grad_scale.is_finite() && grad_scale > 0.0) {
             return Err(Error::Malformed(format!(
                 "grad_scale must be a finite number > 0, got {grad_scale}"
             ))
             .into());
         }
-        let clip_coef = number(pyo3::intern!(g.py(), "clip_coef"))?.unwrap_or(1.0);
+        let clip_coef: f64 = item_or(g, pyo3::intern!(g.py(), "clip_coef"), 1.0)?;
         if !(clip_coef.is_nan() || (0.0..=1.0).contains(&clip_coef)) {
             return Err(Error::Malformed(format!("clip_coef must be in [0, 1], got {clip_coef}")).into());
         }

@@ -1,7 +1,7 @@
 //! One `#[pyfunction]` per algorithm: each reads its group hyperparameters and
 //! hands the tensors to the shared [`super::step`].
 
-use pyo3::exceptions::{PyKeyError, PyValueError};
+use pyo3::exceptions::{PyKeyError, PyOverflowError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
 
@@ -62,8 +62,12 @@ pub(crate) fn item<'py, T: FromPyObjectOwned<'py>>(
         .get_item(key)?
         .ok_or_else(|| PyKeyError::new_err(format!("param group has no '{}'", name())))?;
     value.extract::<T>().map_err(|e| {
-        let e: PyErr = e.into();
-        PyErr::from_type(e.get_type(group.py()), format!("'{}': {}", name(), e.value(group.py())))
+        let (py, e): (_, PyErr) = (group.py(), e.into());
+        if e.is_instance_of::<PyOverflowError>(py) {
+            // an int such as 10**400 that no float holds: a bad value, as torch's checks word it
+            return PyValueError::new_err(format!("'{}' does not fit in a float: {}", name(), e.value(py)));
+        }
+        PyErr::from_type(e.get_type(py), format!("'{}': {}", name(), e.value(py)))
     })
 }
 
@@ -76,7 +80,7 @@ macro_rules! item {
 
 /// `group[key]`, converted, or `default` when the group has no such key (or `None`): the
 /// settings of other frameworks' conventions, which a torch group (or state dict) lacks.
-fn item_or<'py, T: FromPyObjectOwned<'py>>(
+pub(crate) fn item_or<'py, T: FromPyObjectOwned<'py>>(
     group: &Bound<'py, PyDict>,
     key: &Bound<'py, PyString>,
     default: T,

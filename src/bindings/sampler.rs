@@ -1,7 +1,7 @@
 //! `MinibatchSampler`: the epochs of `crate::sampler` as a Python iterable of index arrays.
 
 use numpy::PyArray1;
-use pyo3::exceptions::{PyMemoryError, PyValueError};
+use pyo3::exceptions::{PyMemoryError, PyOverflowError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
@@ -18,8 +18,27 @@ pub struct MinibatchSampler {
     epoch: u64,
 }
 
-fn non_negative<T: TryFrom<i128>>(name: &str, value: i128, at_least: i128) -> PyResult<T> {
-    T::try_from(value).ok().filter(|_| value >= at_least).ok_or_else(|| {
+/// An integer argument; one too large for an `i128` is kept as its decimal text, so that
+/// [`non_negative`] refuses it with a `ValueError` naming the argument (not pyo3's
+/// `OverflowError`).
+pub struct Int(Result<i128, String>);
+
+impl<'a, 'py> FromPyObject<'a, 'py> for Int {
+    type Error = PyErr;
+
+    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        match obj.extract::<i128>() {
+            Ok(number) => Ok(Self(Ok(number))),
+            Err(e) if e.is_instance_of::<PyOverflowError>(obj.py()) => Ok(Self(Err(obj.str()?.to_string()))),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+pub(crate) fn non_negative<T: TryFrom<i128>>(name: &str, value: Int, at_least: i128) -> PyResult<T> {
+    let fits = value.0.as_ref().ok().and_then(|&n| T::try_from(n).ok().filter(|_| n >= at_least));
+    fits.ok_or_else(|| {
+        let value = value.0.map_or_else(|text| text, |n| n.to_string());
         PyValueError::new_err(format!(
             "{name} must be an integer >= {at_least} that fits in 64 bits, got {value}"
         ))
@@ -29,8 +48,9 @@ fn non_negative<T: TryFrom<i128>>(name: &str, value: i128, at_least: i128) -> Py
 #[pymethods]
 impl MinibatchSampler {
     #[new]
-    #[pyo3(signature = (m, batch_size, seed = 0, drop_last = false))]
-    fn new(m: i128, batch_size: i128, seed: i128, drop_last: bool) -> PyResult<Self> {
+    #[pyo3(signature = (m, batch_size, seed = Int(Ok(0)), drop_last = false))]
+    #[pyo3(text_signature = "(m, batch_size, seed=0, drop_last=False)")]
+    fn new(m: Int, batch_size: Int, seed: Int, drop_last: bool) -> PyResult<Self> {
         Ok(Self {
             m: non_negative("m", m, 0)?,
             batch_size: non_negative("batch_size", batch_size, 1)?,
@@ -71,13 +91,13 @@ impl MinibatchSampler {
     }
 
     /// Makes the next `iter()` draw epoch `epoch` (as torch's `DistributedSampler.set_epoch`).
-    fn set_epoch(&mut self, epoch: i128) -> PyResult<()> {
+    fn set_epoch(&mut self, epoch: Int) -> PyResult<()> {
         self.epoch = non_negative("epoch", epoch, 0)?;
         Ok(())
     }
 
     /// The permutation of `range(m)` that epoch `epoch` visits, batch after batch.
-    fn permutation<'py>(&self, py: Python<'py>, epoch: i128) -> PyResult<Bound<'py, PyArray1<i64>>> {
+    fn permutation<'py>(&self, py: Python<'py>, epoch: Int) -> PyResult<Bound<'py, PyArray1<i64>>> {
         let order = draw(self.m, self.seed, non_negative("epoch", epoch, 0)?)?;
         Ok(PyArray1::from_vec(py, order))
     }
@@ -112,7 +132,7 @@ impl MinibatchSampler {
         (slf.get_type(), args, this.epoch).into_pyobject(slf.py())
     }
 
-    fn __setstate__(&mut self, epoch: i128) -> PyResult<()> {
+    fn __setstate__(&mut self, epoch: Int) -> PyResult<()> {
         self.set_epoch(epoch)
     }
 }

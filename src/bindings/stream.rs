@@ -1,9 +1,9 @@
 //! `_stream_axpy`: the bandwidth probe of `benches/bench_step.py`.
 
 use numpy::{Element, PyArrayDyn, PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods};
-use numpy::{PyReadonlyArrayDyn, PyReadwriteArrayDyn};
 use pyo3::prelude::*;
 
+use super::arrays::{borrowing, readable, unmasked, writable};
 use crate::error::Error;
 use crate::kernels::stream::AxpyTensor;
 use crate::kernels::Real;
@@ -19,6 +19,8 @@ use crate::pool;
 #[pyfunction]
 #[pyo3(name = "_stream_axpy")]
 pub fn stream_axpy(py: Python<'_>, y: &Bound<'_, PyAny>, x: &Bound<'_, PyAny>, a: f64) -> PyResult<()> {
+    unmasked(y, || "y".into())?;
+    unmasked(x, || "x".into())?;
     if let Ok(y) = y.cast::<PyArrayDyn<f32>>() {
         axpy(py, y, x, a)
     } else if let Ok(y) = y.cast::<PyArrayDyn<f64>>() {
@@ -43,11 +45,7 @@ fn axpy<T: Real + Element>(
         }
         .into());
     }
-    let mut y: PyReadwriteArrayDyn<'_, T> = y.try_readwrite().map_err(|e| match e {
-        numpy::BorrowError::NotWriteable => Error::ReadOnly { what: "y".into() },
-        _ => Error::Overlap { what: "y".into() },
-    })?;
-    let x: PyReadonlyArrayDyn<'_, T> = x.try_readonly().map_err(|_| Error::Overlap { what: "x".into() })?;
+    let (mut y, x) = borrowing(|r| Ok((writable(y, || "y".into(), r)?, readable(x, || "x".into(), r)?)))?;
     let problem = "is not a C-contiguous, aligned array; pass np.ascontiguousarray(...)";
     // `as_slice` also accepts F order, which would pair the wrong elements of x and y.
     let c_order = |a: &Bound<'_, PyUntypedArray>| a.is_aligned() && a.is_c_contiguous();

@@ -3,14 +3,13 @@
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
+use super::sampler::{non_negative, Int};
 use crate::{pool, simd};
 
 /// Sets the number of threads every following step runs on.
 #[pyfunction]
-pub fn set_num_threads(threads: i64) -> PyResult<()> {
-    let threads = usize::try_from(threads).ok().filter(|&n| n >= 1).ok_or_else(|| {
-        PyValueError::new_err(format!("num_threads must be a positive integer, got {threads}"))
-    })?;
+pub fn set_num_threads(threads: Int) -> PyResult<()> {
+    let threads: usize = non_negative("num_threads", threads, 1)?;
     pool::set_num_threads(threads);
     Ok(())
 }
