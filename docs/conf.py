@@ -153,6 +153,24 @@ napoleon_numpy_docstring = False
 napoleon_use_rtype = False
 napoleon_use_ivar = True
 
+
+def _keep_attribute_prose(app, what, name, obj, options, lines):
+    """napoleon reads an attribute docstring's first ``words: more words`` as ``type:
+    description``; ferroptim's types come from annotations, so that text is put back."""
+    if what not in ("attribute", "data", "property"):
+        return
+    typed = [i for i, line in enumerate(lines) if line.startswith(":type: ")]
+    if typed:
+        prose_type = lines[typed[0]][len(":type: ") :]
+        del lines[typed[0]]
+        first = next(i for i, line in enumerate(lines) if line.strip())
+        lines[first] = f"{prose_type}: {lines[first].strip()}"
+
+
+def setup(app):
+    app.connect("autodoc-process-docstring", _keep_attribute_prose, priority=600)  # after napoleon
+
+
 # Cross-references inside ferroptim must resolve (a renamed function breaks the build);
 # names from NumPy, matplotlib, mpi4py and the standard library are not linked, as the
 # site is built offline (no intersphinx).
