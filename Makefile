@@ -6,14 +6,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 export VIRTUAL_ENV := $(CURDIR)/$(VENV)
 
-.PHONY: demo test venv build test-deps lint rust-test valgrind py-test mpi-deps mpi-test bench bench-quick bench-distributed bench-rust clean wheel wheel-install wheel-test bench-abi3 mypy
+.PHONY: demo test docs notebooks venv build test-deps lint rust-test valgrind py-test mpi-deps mpi-test bench bench-quick bench-distributed bench-rust clean wheel wheel-install wheel-test bench-abi3 mypy
 # The steps share one virtual environment: never run them concurrently (make -j).
 .NOTPARALLEL:
 
 demo: build
 	$(BIN)/python -m ferroptim compare
 
-test: test-deps wheel-install lint rust-test valgrind py-test wheel-test mpi-test bench-quick
+test: test-deps wheel-install lint rust-test valgrind py-test wheel-test mpi-test bench-quick docs
 
 venv:
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -46,6 +46,20 @@ wheel-install: wheel
 # PyPI: the README's quickstart and tests/wheel/smoke.py (SGD and Adam against NumPy).
 wheel-test:
 	$(BIN)/python tests/wheel/check_wheel.py --install $(WHEEL_GLOB)
+
+# The documentation site (docs/conf.py: Sphinx, the README's sections, the docstrings and the
+# notebooks, executed) into site/html/ (myst-nb keeps the executed notebooks beside it, in
+# site/jupyter_execute/), with every warning an error; installs the `docs` extra.
+# Uses the ferroptim installed in .venv (make build's, or the wheel under make test).
+docs: venv
+	$(BIN)/python -c 'import ferroptim' 2>/dev/null || $(MAKE) --no-print-directory build
+	$(EXTRA) docs | xargs -d '\n' $(BIN)/python -m pip install -q
+	$(BIN)/python -m sphinx -b html -W --keep-going -q docs site/html
+
+# Re-executes examples/*.ipynb in place: they are committed with their outputs.
+notebooks: build
+	$(BIN)/python -m pip install -q "nbclient>=0.7" "nbformat>=5" "ipykernel>=6"
+	$(BIN)/python examples/execute.py
 
 # Open MPI (Debian's packages, when mpirun is missing and apt-get can: root) and mpi4py, for
 # the MPI tests, the data-parallel example's test and the distributed benchmark.
@@ -156,4 +170,4 @@ bench-rust:
 	cargo bench --bench kernels
 
 clean:
-	rm -rf $(VENV) $(MYPY_VENV) target dist python/ferroptim/*.so
+	rm -rf $(VENV) $(MYPY_VENV) target dist python/ferroptim/*.so site docs/_generated

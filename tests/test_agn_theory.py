@@ -181,6 +181,6 @@ def test_plot_returns_the_figure_and_draws_on_given_axes(result):
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(2, 3)
-    assert agn_theory.plot(result, axes=axes.ravel()) is fig
+    assert agn_theory.plot(result, ax=axes) is fig
     assert all(ax.has_data() for ax in axes.ravel())
     plt.close(fig)

@@ -417,3 +417,102 @@ def test_missing_mnist_is_a_clean_exit(tmp_path):
 def test_module_and_console_script_run(command):
     result = subprocess.run([*command, "--help"], capture_output=True, text=True, check=True)
     assert "rates" in result.stdout and "b0-sweep" in result.stdout
+
+
+# --- figures and progress --------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def small_results():
+    """Tiny runs of the three experiments, to draw."""
+    digits = data.digits(seed=0)
+    from ferroptim.experiments import compare
+
+    runs = compare.run(
+        digits,
+        model_names=["logreg", "mlp"],
+        optimizer_names=list(compare.METHODS),
+        epochs=2,
+        batch_size=256,
+        hidden=8,
+        seed=0,
+        progress=False,
+    )
+    points = b0_sweep.run(
+        digits,
+        b0s=[0.1, 10.0],
+        model_names=["logreg"],
+        setting_names=["minibatch"],
+        snapshots=[1, 2],
+        batch_size=256,
+        hidden=8,
+        seed=0,
+        progress=False,
+    )
+    return {"compare": runs, "b0_sweep": points, "rates": rates.run(kappa=10.0, dim=10)}
+
+
+def _plots():
+    from ferroptim.experiments import compare
+
+    return {"compare": (compare.plot, 2), "b0_sweep": (b0_sweep.plot, 4), "rates": (rates.plot, 1)}
+
+
+@pytest.mark.parametrize("name", ["compare", "b0_sweep", "rates"])
+def test_plot_returns_its_figure_and_draws_into_given_axes(name, small_results):
+    from matplotlib.figure import Figure
+
+    plot, panels = _plots()[name]
+    fig = plot(small_results[name])
+    assert isinstance(fig, Figure)
+    assert len(fig.axes) == panels
+    assert all(ax.lines for ax in fig.axes)
+
+    own = Figure()
+    axes = own.subplots(1, panels, squeeze=False)[0]
+    assert plot(small_results[name], ax=axes if panels > 1 else axes[0]) is own
+    assert all(ax.lines for ax in axes)
+    with pytest.raises(ValueError, match="panel"):
+        plot(small_results[name], ax=list(Figure().subplots(1, panels + 1)))
+
+
+@pytest.mark.parametrize("name", ["compare", "b0_sweep"])
+def test_legends_stand_outside_every_panel(name, small_results):
+    """A legend drawn over a panel hides data: it must not overlap any axes."""
+    plot, _ = _plots()[name]
+    fig = plot(small_results[name], {"dataset": "digits", "batch_size": 256, "seed": 0})
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    legends = [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None]
+    assert legends
+    for legend in legends:
+        box = legend.get_window_extent(renderer)
+        for ax in fig.axes:
+            assert not box.overlaps(ax.get_window_extent(renderer)), ax.get_title()
+
+
+def test_plot_figures_are_not_left_open_in_pyplot(small_results):
+    """Jupyter shows a returned figure once, as the cell's value, not a second time."""
+    import matplotlib.pyplot as plt
+
+    before = plt.get_fignums()
+    rates.plot(small_results["rates"])
+    assert plt.get_fignums() == before
+
+
+def test_tqdm_is_imported_only_with_progress():
+    code = (
+        "import sys\n"
+        "from ferroptim.experiments import compare, data\n"
+        "compare.run(data.digits(), model_names=['logreg'], optimizer_names=['SGD'], epochs=1,"
+        " batch_size=512, hidden=4, seed=0, progress={progress})\n"
+        "print('tqdm' in sys.modules)\n"
+    )
+    for progress in (False, True):
+        out = subprocess.run(
+            [sys.executable, "-c", code.format(progress=progress)], capture_output=True, text=True, check=True
+        )
+        assert out.stdout.strip() == str(progress)

@@ -26,13 +26,20 @@ ADADELTA_CONVENTIONS: dict[str, dict[str, Any]] = {
 class Adadelta(Optimizer):
     r"""AdaDelta (Zeiler 2012, arXiv:1212.5701), as torch.optim.Adadelta.
 
-    The lecture's RMS preconditioner with the step size estimated from past updates::
+    The lecture's RMS preconditioner with the step size estimated from past updates.
+    With :math:`\gamma` = ``lr``, :math:`\rho` = ``rho``, :math:`\lambda` =
+    ``weight_decay``, :math:`\epsilon` = ``eps``, :math:`v` = ``square_avg`` and
+    :math:`u` = ``acc_delta``:
 
-        g <- -g if maximize;  g <- g + weight_decay * theta
-        square_avg <- rho square_avg + (1 - rho) g^2
-        delta <- sqrt(acc_delta + eps) / sqrt(square_avg + eps) * g
-        acc_delta <- rho acc_delta + (1 - rho) delta^2
-        theta <- theta - lr delta
+    .. math::
+
+        \begin{aligned}
+        & g_t \leftarrow -g_t \text{ if maximize}, \qquad g_t \leftarrow g_t + \lambda \theta_{t-1} \\
+        & v_t \leftarrow \rho v_{t-1} + (1 - \rho) g_t^2 \\
+        & \Delta x_t \leftarrow \frac{\sqrt{u_{t-1} + \epsilon}}{\sqrt{v_t + \epsilon}} \, g_t \\
+        & u_t \leftarrow \rho u_{t-1} + (1 - \rho) \Delta x_t^2 \\
+        & \theta_t \leftarrow \theta_{t-1} - \gamma \Delta x_t
+        \end{aligned}
 
     Args:
         params: arrays or param groups to optimize.

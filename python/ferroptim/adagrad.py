@@ -28,13 +28,19 @@ ADAGRAD_CONVENTIONS: dict[str, dict[str, Any]] = {
 class Adagrad(Optimizer):
     r"""AdaGrad (Duchi, Hazan & Singer 2011), as torch.optim.Adagrad.
 
-    The lecture's diagonal preconditioning
-    ``theta_{k+1} = theta_k - eta (B_k + eps I)^{-1} g_k`` with
-    ``B_k(i,i) = sqrt(sum_{j<=k} g_j(i)^2)``, plus torch's learning-rate decay::
+    The lecture's diagonal preconditioning ``theta_{k+1} = theta_k - eta (B_k + eps
+    I)^{-1} g_k`` with ``B_k(i,i) = sqrt(sum_{j<=k} g_j(i)^2)``, plus torch's
+    learning-rate decay, with :math:`\gamma` = ``lr``, :math:`\eta` = ``lr_decay``,
+    :math:`\lambda` = ``weight_decay``, :math:`\epsilon` = ``eps``:
 
-        g <- -g if maximize;  g <- g + weight_decay * theta
-        sum <- sum + g^2
-        theta <- theta - lr / (1 + (t - 1) lr_decay) * g / (sqrt(sum) + eps)
+    .. math::
+
+        \begin{aligned}
+        & g_t \leftarrow -g_t \text{ if maximize}, \qquad g_t \leftarrow g_t + \lambda \theta_{t-1} \\
+        & \mathrm{sum}_t \leftarrow \mathrm{sum}_{t-1} + g_t^2 \\
+        & \theta_t \leftarrow \theta_{t-1} - \frac{\gamma}{1 + (t - 1)\eta}
+          \, \frac{g_t}{\sqrt{\mathrm{sum}_t} + \epsilon}
+        \end{aligned}
 
     optax's ``adagrad`` and Keras's ``Adagrad`` put ``eps`` under the root,
     ``theta <- theta - lr g / sqrt(sum + eps)`` (``eps_in_sqrt``), and start ``sum`` at 0.1.

@@ -21,11 +21,16 @@ class AdagradNorm(Optimizer):
     r"""Scalar AdaGrad, "AdaGrad-Norm" (Ward, Wu & Bottou 2018, arXiv:1806.01811).
 
     The lecture's scalar preconditioner ``B_k = b_k I``; the current gradient enters
-    ``b`` before it is used::
+    ``b`` before it is used. With :math:`\eta` = ``lr``, :math:`b_0` = ``b0``,
+    :math:`\lambda` = ``weight_decay``:
 
-        g <- -g if maximize;  g <- g + weight_decay * theta
-        b_k^2 = b_{k-1}^2 + ||g_k||_2^2,    b_0 > 0
-        theta_k = theta_{k-1} - lr / b_k * g_k
+    .. math::
+
+        \begin{aligned}
+        & g_k \leftarrow -g_k \text{ if maximize}, \qquad g_k \leftarrow g_k + \lambda \theta_{k-1} \\
+        & b_k^2 = b_{k-1}^2 + \lVert g_k \rVert_2^2, \qquad b_0 > 0 \\
+        & \theta_k = \theta_{k-1} - \frac{\eta}{b_k} \, g_k
+        \end{aligned}
 
     With ``lr=1`` this is exactly the lecture's algorithm; SGD with the fixed step
     ``1/b0`` is what it is robust against. ``||g_k||^2`` is accumulated in float64

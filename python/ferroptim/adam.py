@@ -35,24 +35,41 @@ _ADAM_KNOBS = ("eps_root", "eps_hat", "amsgrad_max")
 class Adam(Optimizer):
     r"""Adam (Kingma & Ba 2015, Algorithm 1), as torch.optim.Adam.
 
-    Algorithm 1 with AMSGrad (Reddi et al. 2018) and decoupled weight decay
-    (Loshchilov & Hutter 2019) as options, in torch's order of operations::
+    Algorithm 1 with AMSGrad (Reddi et al. 2018) and decoupled weight decay (Loshchilov
+    & Hutter 2019) as options, in torch's order of operations. With :math:`\gamma` =
+    ``lr``, :math:`(\beta_1, \beta_2)` = ``betas``, :math:`\lambda` = ``weight_decay``,
+    :math:`\epsilon` = ``eps``:
 
-        g <- -g if maximize
-        theta <- theta (1 - lr wd)  if decoupled_weight_decay,  else  g <- g + wd theta
-        m <- beta1 m + (1 - beta1) g
-        v <- beta2 v + (1 - beta2) g^2
-        v_max <- max(v_max, v)                              (amsgrad; replaces v below)
-        theta <- theta - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+    .. math::
 
-    which is Algorithm 1's ``theta - alpha m_hat / (sqrt(v_hat) + eps)`` with the bias
-    corrections ``m_hat = m / (1 - beta1^t)``, ``v_hat = v / (1 - beta2^t)`` folded in.
+        \begin{aligned}
+        & g_t \leftarrow -g_t \text{ if maximize} \\
+        & \theta_{t-1} \leftarrow \theta_{t-1}(1 - \gamma\lambda) \text{ if }
+          \mathtt{decoupled\_weight\_decay}, \text{ else } g_t \leftarrow g_t + \lambda \theta_{t-1} \\
+        & m_t \leftarrow \beta_1 m_{t-1} + (1 - \beta_1) g_t \\
+        & v_t \leftarrow \beta_2 v_{t-1} + (1 - \beta_2) g_t^2 \\
+        & v_t^{\max} \leftarrow \max(v_{t-1}^{\max}, v_t) \text{ and } v_t \leftarrow v_t^{\max}
+          \text{ if amsgrad} \\
+        & \theta_t \leftarrow \theta_{t-1} - \frac{\gamma}{1 - \beta_1^t} \,
+          \frac{m_t}{\sqrt{v_t} / \sqrt{1 - \beta_2^t} + \epsilon}
+        \end{aligned}
 
-    Other frameworks' conventions (``convention=``, ``docs/conventions.md``)::
+    which is Algorithm 1's :math:`\theta_t = \theta_{t-1} - \alpha \hat m_t / (\sqrt{\hat
+    v_t} + \epsilon)` with the bias corrections :math:`\hat m_t = m_t / (1 - \beta_1^t)`,
+    :math:`\hat v_t = v_t / (1 - \beta_2^t)` folded in.
 
-        optax, paper:  theta <- theta - lr * (m_hat / (sqrt(v_hat + eps_root) + eps))
-        keras (eps_hat): theta <- theta - m * lr sqrt(1 - beta2^t) / (1 - beta1^t) / (sqrt(v) + eps)
-        amsgrad_max="v_hat" (optax):  v_max <- max(v_max, v_hat), in place of v_hat
+    Other frameworks' conventions (``convention=``, ``docs/conventions.md``):
+
+    .. math::
+
+        \begin{aligned}
+        & \text{optax, paper: } \theta_t \leftarrow \theta_{t-1}
+          - \gamma \, \hat m_t / \bigl(\sqrt{\hat v_t + \epsilon_{\mathrm{root}}} + \epsilon\bigr) \\
+        & \text{keras } (\mathtt{eps\_hat}): \ \theta_t \leftarrow \theta_{t-1}
+          - \gamma \frac{\sqrt{1 - \beta_2^t}}{1 - \beta_1^t} \, \frac{m_t}{\sqrt{v_t} + \epsilon} \\
+        & \mathtt{amsgrad\_max="v\_hat"} \text{ (optax): } \hat v_t^{\max} \leftarrow
+          \max(\hat v_{t-1}^{\max}, \hat v_t) \text{ in place of } \hat v_t
+        \end{aligned}
 
     ``"optax"`` and ``"paper"`` (Algorithm 1 as printed) divide ``m`` and ``v`` by their
     bias corrections elementwise, in optax's ``scale_by_adam`` order; the mathematics is

@@ -25,17 +25,26 @@ class Adamax(Optimizer):
     torch.optim.Adamax.
 
     The second moment of :class:`Adam` replaced by an exponentially weighted infinity
-    norm, which needs no bias correction; torch adds ``eps`` to ``|g|``::
+    norm, which needs no bias correction; torch adds ``eps`` to ``|g|``. With
+    :math:`\gamma` = ``lr``, :math:`(\beta_1, \beta_2)` = ``betas``, :math:`\lambda` =
+    ``weight_decay``, :math:`\epsilon` = ``eps``:
 
-        g <- -g if maximize;  g <- g + weight_decay * theta
-        m <- beta1 m + (1 - beta1) g
-        u <- max(beta2 u, |g| + eps)
-        theta <- theta - lr / (1 - beta1^t) * m / u
+    .. math::
+
+        \begin{aligned}
+        & g_t \leftarrow -g_t \text{ if maximize}, \qquad g_t \leftarrow g_t + \lambda \theta_{t-1} \\
+        & m_t \leftarrow \beta_1 m_{t-1} + (1 - \beta_1) g_t \\
+        & u_t \leftarrow \max(\beta_2 u_{t-1}, \lvert g_t \rvert + \epsilon) \\
+        & \theta_t \leftarrow \theta_{t-1} - \frac{\gamma}{1 - \beta_1^t} \, \frac{m_t}{u_t}
+        \end{aligned}
 
     Keras's ``Adamax``, and Algorithm 2 (which has no ``eps``; ``eps=0`` is it exactly),
-    add ``eps`` outside the maximum (``eps_in_max=False``)::
+    add ``eps`` outside the maximum (``eps_in_max=False``):
 
-        u <- max(beta2 u, |g|);  theta <- theta - lr / (1 - beta1^t) * m / (u + eps)
+    .. math::
+
+        u_t \leftarrow \max(\beta_2 u_{t-1}, \lvert g_t \rvert), \qquad
+        \theta_t \leftarrow \theta_{t-1} - \frac{\gamma}{1 - \beta_1^t} \, \frac{m_t}{u_t + \epsilon}
 
     Args:
         params: arrays or param groups to optimize.

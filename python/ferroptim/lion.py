@@ -24,12 +24,19 @@ class Lion(Optimizer):
     Optimization Algorithms", arXiv:2302.06675, Algorithm 2). Not in torch.optim.
 
     Every coordinate moves by ``lr`` in the direction of the sign of an interpolation
-    between the momentum and the gradient; the momentum then decays more slowly::
+    between the momentum and the gradient; the momentum then decays more slowly. With
+    :math:`\eta` = ``lr``, :math:`(\beta_1, \beta_2)` = ``betas``, :math:`\lambda` =
+    ``weight_decay``:
 
-        g <- -g if maximize
-        c <- beta1 m + (1 - beta1) g
-        theta <- theta - lr (sign(c) + weight_decay * theta)
-        m <- beta2 m + (1 - beta2) g
+    .. math::
+
+        \begin{aligned}
+        & g_t \leftarrow -g_t \text{ if maximize} \\
+        & c_t \leftarrow \beta_1 m_{t-1} + (1 - \beta_1) g_t \\
+        & \theta_t \leftarrow \theta_{t-1}
+          - \eta \bigl(\operatorname{sign}(c_t) + \lambda \theta_{t-1}\bigr) \\
+        & m_t \leftarrow \beta_2 m_{t-1} + (1 - \beta_2) g_t
+        \end{aligned}
 
     The weight decay is decoupled, applied first as ``theta <- theta (1 - lr wd)``.
     ``sign(0) = 0``, and a NaN stays NaN (as ``numpy.sign``). Lion's updates are larger

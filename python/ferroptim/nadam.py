@@ -36,15 +36,24 @@ class NAdam(Optimizer):
 
     Adam (Kingma & Ba 2015) whose first moment looks one step ahead, with the momentum
     schedule ``mu_t = beta1 (1 - 0.5 * 0.96^(t momentum_decay))`` and decoupled weight
-    decay (NAdamW, Loshchilov & Hutter 2019) as an option, in torch's order::
+    decay (NAdamW, Loshchilov & Hutter 2019) as an option, in torch's order. With
+    :math:`\gamma` = ``lr``, :math:`(\beta_1, \beta_2)` = ``betas``, :math:`\psi` =
+    ``momentum_decay``, :math:`\lambda` = ``weight_decay``, :math:`\epsilon` = ``eps``:
 
-        g <- -g if maximize
-        theta <- theta (1 - lr wd)  if decoupled_weight_decay,  else  g <- g + wd theta
-        m <- beta1 m + (1 - beta1) g
-        v <- beta2 v + (1 - beta2) g^2
-        d <- sqrt(v / (1 - beta2^t)) + eps
-        theta <- theta - lr (1 - mu_t) / (1 - prod_{i<=t} mu_i) * g / d
-                       - lr mu_{t+1} / (1 - prod_{i<=t+1} mu_i) * m / d
+    .. math::
+
+        \begin{aligned}
+        & g_t \leftarrow -g_t \text{ if maximize} \\
+        & \theta_{t-1} \leftarrow \theta_{t-1}(1 - \gamma\lambda) \text{ if }
+          \mathtt{decoupled\_weight\_decay}, \text{ else } g_t \leftarrow g_t + \lambda \theta_{t-1} \\
+        & \mu_t = \beta_1 \bigl(1 - \tfrac12 \, 0.96^{t \psi}\bigr) \\
+        & m_t \leftarrow \beta_1 m_{t-1} + (1 - \beta_1) g_t, \qquad
+          v_t \leftarrow \beta_2 v_{t-1} + (1 - \beta_2) g_t^2 \\
+        & d_t \leftarrow \sqrt{v_t / (1 - \beta_2^t)} + \epsilon \\
+        & \theta_t \leftarrow \theta_{t-1}
+          - \gamma \frac{1 - \mu_t}{1 - \prod_{i \le t} \mu_i} \, \frac{g_t}{d_t}
+          - \gamma \frac{\mu_{t+1}}{1 - \prod_{i \le t+1} \mu_i} \, \frac{m_t}{d_t}
+        \end{aligned}
 
     The frameworks differ in the schedule and in the precision of ``prod mu_i``: optax's
     ``nadam`` has no schedule (``mu_t = beta1``, so

@@ -13,18 +13,26 @@ class RAdam(Optimizer):
     r"""RAdam: rectified Adam (Liu et al. 2020, Algorithm 2), as torch.optim.RAdam.
 
     Adam whose adaptive learning rate is switched on only once the variance of its
-    estimate is tractable (``rho_t > 5``) and then scaled by the rectification
-    ``r_t``; before that the step is momentum SGD. In torch's order::
+    estimate is tractable (``rho_t > 5``) and then scaled by the rectification ``r_t``;
+    before that the step is momentum SGD. In torch's order, with :math:`\gamma` =
+    ``lr``, :math:`(\beta_1, \beta_2)` = ``betas``, :math:`\lambda` = ``weight_decay``,
+    :math:`\epsilon` = ``eps``:
 
-        g <- -g if maximize
-        theta <- theta (1 - lr wd)  if decoupled_weight_decay,  else  g <- g + wd theta
-        m <- beta1 m + (1 - beta1) g
-        v <- beta2 v + (1 - beta2) g^2
-        rho_inf = 2 / (1 - beta2) - 1,  rho_t = rho_inf - 2 t beta2^t / (1 - beta2^t)
-        r_t = sqrt((rho_t - 4)(rho_t - 2) rho_inf / ((rho_inf - 4)(rho_inf - 2) rho_t))
-        theta <- theta - lr m / (1 - beta1^t) * r_t sqrt(1 - beta2^t) / (sqrt(v) + eps)
-                                                      if rho_t > 5
-        theta <- theta - lr m / (1 - beta1^t)         otherwise
+    .. math::
+
+        \begin{aligned}
+        & g_t \leftarrow -g_t \text{ if maximize} \\
+        & \theta_{t-1} \leftarrow \theta_{t-1}(1 - \gamma\lambda) \text{ if }
+          \mathtt{decoupled\_weight\_decay}, \text{ else } g_t \leftarrow g_t + \lambda \theta_{t-1} \\
+        & m_t \leftarrow \beta_1 m_{t-1} + (1 - \beta_1) g_t, \qquad
+          v_t \leftarrow \beta_2 v_{t-1} + (1 - \beta_2) g_t^2 \\
+        & \rho_\infty = \frac{2}{1 - \beta_2} - 1, \qquad
+          \rho_t = \rho_\infty - \frac{2 t \beta_2^t}{1 - \beta_2^t} \\
+        & r_t = \sqrt{\frac{(\rho_t - 4)(\rho_t - 2)\rho_\infty}{(\rho_\infty - 4)(\rho_\infty - 2)\rho_t}} \\
+        & \theta_t \leftarrow \theta_{t-1} - \gamma \frac{m_t}{1 - \beta_1^t} \,
+          \frac{r_t \sqrt{1 - \beta_2^t}}{\sqrt{v_t} + \epsilon} \text{ if } \rho_t > 5, \text{ else }
+          \theta_t \leftarrow \theta_{t-1} - \gamma \frac{m_t}{1 - \beta_1^t}
+        \end{aligned}
 
     Args:
         params: arrays or param groups to optimize.

@@ -37,15 +37,23 @@ class RMSprop(Optimizer):
 
     The lecture's ``B_k = gamma B_{k-1} + (1 - gamma) g_k^2`` (``alpha`` is gamma) and
     ``theta <- theta - eta (B + eps I)^{-1/2} g``. torch, and so the default here, puts
-    ``eps`` outside the root; ``eps_in_sqrt=True`` is the lecture's form::
+    ``eps`` outside the root; ``eps_in_sqrt=True`` is the lecture's form. With :math:`\gamma` = ``lr``,
+    :math:`\alpha` = ``alpha``, :math:`\mu` = ``momentum``, :math:`\lambda` =
+    ``weight_decay``, :math:`\epsilon` = ``eps``:
 
-        g <- -g if maximize;  g <- g + weight_decay * theta
-        square_avg <- alpha square_avg + (1 - alpha) g^2
-        grad_avg   <- alpha grad_avg + (1 - alpha) g               (centered)
-        v <- square_avg - grad_avg^2  (centered),  else  v <- square_avg
-        d <- sqrt(v) + eps,  or  sqrt(v + eps) with eps_in_sqrt
-        buf <- momentum buf + g / d;  theta <- theta - lr buf      (momentum > 0)
-        theta <- theta - lr g / d                                   (otherwise)
+    .. math::
+
+        \begin{aligned}
+        & g_t \leftarrow -g_t \text{ if maximize}, \qquad g_t \leftarrow g_t + \lambda \theta_{t-1} \\
+        & v_t \leftarrow \alpha v_{t-1} + (1 - \alpha) g_t^2 \qquad (\mathtt{square\_avg}) \\
+        & \tilde v_t \leftarrow v_t - \bar g_t^2, \quad
+          \bar g_t \leftarrow \alpha \bar g_{t-1} + (1 - \alpha) g_t \ (\mathtt{grad\_avg})
+          \text{ if centered, else } \tilde v_t \leftarrow v_t \\
+        & d_t \leftarrow \sqrt{\tilde v_t} + \epsilon, \text{ or } \sqrt{\tilde v_t + \epsilon}
+          \text{ with } \mathtt{eps\_in\_sqrt} \\
+        & b_t \leftarrow \mu b_{t-1} + g_t / d_t, \quad \theta_t \leftarrow \theta_{t-1} - \gamma b_t
+          \text{ if } \mu > 0, \text{ else } \theta_t \leftarrow \theta_{t-1} - \gamma g_t / d_t
+        \end{aligned}
 
     With ``lr_in_momentum`` (optax, whose ``trace`` follows ``scale_by_learning_rate``,
     and Keras) the buffer accumulates ``lr g / d`` and ``theta <- theta - buf``: the same

@@ -26,12 +26,18 @@ class SGD(Optimizer):
     r"""Stochastic gradient descent, optionally with momentum (torch.optim.SGD).
 
     The lecture's SGD, ``theta_{k+1} = theta_k - lr * g_k`` with ``g_k`` the (minibatch)
-    gradient, and its momentum forms, computed as torch does::
+    gradient, and its momentum forms, computed as torch does, with :math:`\gamma` =
+    ``lr``, :math:`\mu` = ``momentum``, :math:`\tau` = ``dampening``, :math:`\lambda` =
+    ``weight_decay``:
 
-        g <- -g if maximize;  g <- g + weight_decay * theta
-        b <- g  (first step),  b <- momentum * b + (1 - dampening) * g  (later)
-        g <- g + momentum * b  if nesterov, else  g <- b
-        theta <- theta - lr * g
+    .. math::
+
+        \begin{aligned}
+        & g_t \leftarrow -g_t \text{ if maximize}, \qquad g_t \leftarrow g_t + \lambda \theta_{t-1} \\
+        & b_t \leftarrow g_t \ (t = 1), \qquad b_t \leftarrow \mu b_{t-1} + (1 - \tau) g_t \ (t > 1) \\
+        & g_t \leftarrow g_t + \mu b_t \text{ if nesterov, else } g_t \leftarrow b_t \\
+        & \theta_t \leftarrow \theta_{t-1} - \gamma g_t
+        \end{aligned}
 
     With ``dampening=0``, ``SGD(momentum=beta)`` is Polyak's heavy ball (Polyak 1964)
     ``theta_{k+1} = theta_k + beta (theta_k - theta_{k-1}) - lr grad L(theta_k)``, and
@@ -41,10 +47,16 @@ class SGD(Optimizer):
 
     With ``lr_in_momentum`` (``convention="keras"`` or ``"paper"``) the buffer holds
     steps, the velocity ``v`` of Sutskever et al. and Keras (``v <- beta v - lr g``,
-    ``theta <- theta + v``; ``momentum_buffer`` holds ``-v``)::
+    ``theta <- theta + v``; ``momentum_buffer`` holds ``-v``):
 
-        b <- lr * g  (first step),  b <- momentum * b + (1 - dampening) * lr * g  (later)
-        theta <- theta - (lr * g + momentum * b)  if nesterov, else  theta <- theta - b
+    .. math::
+
+        \begin{aligned}
+        & b_t \leftarrow \gamma g_t \ (t = 1), \qquad
+          b_t \leftarrow \mu b_{t-1} + (1 - \tau) \gamma g_t \ (t > 1) \\
+        & \theta_t \leftarrow \theta_{t-1} - (\gamma g_t + \mu b_t) \text{ if nesterov, else }
+          \theta_t \leftarrow \theta_{t-1} - b_t
+        \end{aligned}
 
     It takes the same steps as torch's form while ``lr`` is constant; with a schedule,
     the old steps keep their old ``lr`` (the lecture's heavy ball) instead of being

@@ -222,7 +222,7 @@ class ZeroRedundancyOptimizer:
 
     @property
     def state(self) -> Any:
-        """This rank's state: of its shard parameters (``optim``), not of ``params``."""
+        """The state of this rank's shard parameters (``optim``), not of ``params``."""
         return self.optim.state
 
     def _make_buckets(self, gi: int) -> list[_Bucket]:

@@ -39,7 +39,8 @@ import numpy as np
 
 import ferroptim as fo
 
-from .plotting import figure, save
+from .plotting import axes_grid, save
+from .training import progress_bar
 
 
 class StepsizeOptimizer(Protocol):
@@ -578,7 +579,7 @@ class Result:
 B0_FACTORS = (0.01, 0.1, 0.5, 1.0, 2.0, 10.0)
 #: ε as fractions of ‖∇F(θ₀)‖².
 EPS_FRACTIONS = (0.35, 1e-2, 1e-4)
-#: Fixed steps 1/b: below L/2, between L/2 and L, and above L.
+#: The b of the fixed steps 1/b, as multiples of L, below L/2, between L/2 and L, and above L.
 FIXED_FACTORS = (0.25, 0.75, 1.0, 2.0, 10.0)
 #: ``--quick``: a reduced grid for claims 1–3 and 5,000 minibatch steps for claim 4.
 QUICK: dict[str, Any] = dict(
@@ -607,7 +608,8 @@ def run(
     b0_factors, eps_fractions, fixed_factors = list(b0_factors), list(eps_fractions), list(fixed_factors)
     probs = problems(seed) if problem_list is None else problem_list
     stoch = [logistic_minibatch(), least_squares(seed)] if stochastic is None else stochastic
-    bar = _bar(len(probs) * (len(b0_factors) + len(fixed_factors)) + len(stoch), "agn-theory", progress)
+    total = len(probs) * (len(b0_factors) + len(fixed_factors)) + len(stoch)
+    bar = progress_bar(total, "agn-theory", enabled=progress, unit="run")
     result = Result(probs)
     for p in probs:
         F0, a0 = p.gap(p.theta0), float(np.sum(p.grad(p.theta0) ** 2))
@@ -626,7 +628,7 @@ def run(
                 ok = observed <= T if observed is not None else len(trace.a) < T and not trace.diverged
                 result.claim1.append(Claim1(p.name, b0, eps, T, observed, ok))
             result.claim3.append(claim3(p, trace, min(epsilons)))
-            _tick(bar)
+            bar.update()
         eps = epsilons[len(epsilons) // 2]
         for factor in fixed_factors:
             b = factor * p.L
@@ -649,28 +651,14 @@ def run(
                     None if k_agn is None else k_agn + 1,
                 )
             )
-            _tick(bar)
+            bar.update()
     for sp in stoch:
         result.claim4.append(
             run_stochastic(sp, steps=steps, batch_size=batch_size, b0=0.1 * sp.L, seed=seed, factory=factory)
         )
-        _tick(bar)
-    if bar is not None:
-        bar.close()
-    return result
-
-
-def _bar(total: int, desc: str, progress: bool) -> Any:
-    if not progress:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit="run", leave=False)
-
-
-def _tick(bar: Any) -> None:
-    if bar is not None:
         bar.update()
+    bar.close()
+    return result
 
 
 # --- output ----------------------------------------------------------------------------
@@ -836,15 +824,14 @@ def _public(obj: Any) -> dict[str, Any]:
     return {k: v for k, v in vars(obj).items() if not isinstance(v, np.ndarray)}
 
 
-def plot(result: Result, axes: Any = None) -> Any:
+def plot(result: Result, *, ax: Any = None) -> Any:
     """Six panels: claim 1 (observed against bound, log-log, with ``y = x``), claim 2
     (``F − F*`` of GD with step ``1/b`` and AdaGrad-Norm), claim 3 (``b_k`` with its
-    bound), claim 4 (``b_k`` with ``c_g√k``; the rate against ``c_g/√N``). ``axes``: six
-    matplotlib axes to draw on (default: a new 2×3 figure). Returns the figure."""
-    if axes is None:
-        fig, grid = figure(2, 3, width=4.4, height=3.6)
-        axes = grid.ravel()
-    fig = axes[0].figure
+    bound), claim 4 (``b_k`` with ``c_g√k``; the rate against ``c_g/√N``). ``ax``: six
+    matplotlib axes to draw on, in row-major order (default: a new 2×3 figure). Returns
+    the figure."""
+    fig, grid = axes_grid(ax, 2, 3, width=4.4, height=3.6)
+    axes = grid.ravel()
     _plot_claim1(result, axes[0])
     _plot_claim2(result, axes[1])
     _plot_claim3(result, axes[2])

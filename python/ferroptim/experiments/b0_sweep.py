@@ -15,14 +15,17 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ferroptim as fo
 
 from . import models
 from .data import Dataset
-from .plotting import figure, save
-from .training import History, train
+from .plotting import axes_grid, save
+from .training import History, progress_bar, train
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 SETTINGS = {"batch": "full-batch gradients", "minibatch": "minibatch gradients"}
 METHODS = ("AdaGrad-Norm", "SGD")
@@ -60,21 +63,15 @@ def run(
     seed: int,
     progress: bool = True,
 ) -> list[Point]:
-    """Every (model, setting, method, b0) run, recorded at the snapshot epochs."""
-    from tqdm.auto import tqdm
-
+    """Every (model, setting, method, b0) run, recorded at the snapshot epochs; ``progress``
+    shows a bar per model, setting and method (see ``training.progress_bar``)."""
     epochs = max(snapshots)
     points = []
     for model_name in model_names:
         for setting in setting_names:
             for method in METHODS:
-                bar = tqdm(
-                    total=epochs * len(b0s),
-                    desc=f"{model_name:6} {setting:9} {method:12}",
-                    unit="epoch",
-                    leave=False,
-                    disable=None if progress else True,
-                )
+                desc = f"{model_name:6} {setting:9} {method:12}"
+                bar = progress_bar(epochs * len(b0s), desc, enabled=progress)
                 for b0 in b0s:
                     model = models.build(model_name, data.features, data.classes, hidden=hidden, seed=seed)
                     history = train(
@@ -149,47 +146,65 @@ def write(points: list[Point], out: Path, settings: dict[str, Any]) -> dict[str,
     paths["json"].write_text(json.dumps({"settings": settings, "runs": runs}, indent=1) + "\n")
     for setting in dict.fromkeys(p.setting for p in points):
         paths[f"plot_{setting}"] = out / f"b0_sweep_{setting}.png"
-        plot([p for p in points if p.setting == setting], paths[f"plot_{setting}"], settings)
+        save(plot([p for p in points if p.setting == setting], settings), paths[f"plot_{setting}"])
     return paths
 
 
-def plot(points: list[Point], path: Path, settings: dict[str, Any]) -> None:
+def plot(points: list[Point], settings: dict[str, Any] | None = None, *, ax: Any = None) -> Figure:
     """Train (top) and test (bottom) accuracy against ``b0``, a column per model and
-    snapshot epoch, AdaGrad-Norm against SGD with step ``1/b0`` (Ward et al. Fig. 1)."""
+    snapshot epoch, AdaGrad-Norm against SGD with step ``1/b0`` (Ward et al. Fig. 1).
+
+    Args:
+        points: what :func:`run` returned, for one gradient setting (``batch`` or
+            ``minibatch``; select with ``[p for p in points if p.setting == ...]``).
+        settings: the run's settings; its ``dataset`` and ``batch_size`` (each optional)
+            go into the title.
+        ax: ``2 × (models × snapshots)`` Axes to draw into, in row-major order; by
+            default a new figure.
+
+    Returns:
+        The figure (``ax``'s when given). The legend stands right of the top row.
+    """
+    settings = settings or {}
+    if len({p.setting for p in points}) != 1:
+        raise ValueError("points: plot one gradient setting at a time (batch or minibatch)")
     model_names = list(dict.fromkeys(p.model for p in points))
     snapshots = [e for e in points[0].history.epochs if e > 0]
-    fig, axes = figure(2, len(model_names) * len(snapshots), width=3.0, height=2.8)
+    fig, axes = axes_grid(ax, 2, len(model_names) * len(snapshots), width=3.0, height=2.6)
     styles = {"AdaGrad-Norm": dict(color="C0", marker="o"), "SGD": dict(color="C3", marker="s", ls="--")}
     for row, split in enumerate(("train", "test")):
         for m, model_name in enumerate(model_names):
             for s, epoch in enumerate(snapshots):
-                ax = axes[row][m * len(snapshots) + s]
+                panel = axes[row][m * len(snapshots) + s]
                 for method in METHODS:
                     run = sorted(
                         (p for p in points if p.model == model_name and p.method == method),
                         key=lambda p: p.b0,
                     )
                     label = "AdaGrad-Norm" if method == "AdaGrad-Norm" else "SGD, step 1/b0"
-                    ax.plot(
+                    panel.plot(
                         [p.b0 for p in run],
                         [_accuracy(p, split, epoch) for p in run],
                         label=label,
                         ms=3,
                         **styles[method],
                     )
-                ax.set_xscale("log")
-                ax.set_ylim(0, 1.02)
-                ax.set_xlabel("b0")
-                ax.set_ylabel(f"{split} accuracy")
-                ax.set_title(
+                panel.set_xscale("log")
+                panel.set_ylim(0, 1.02)
+                panel.set_xlabel("b0")
+                panel.set_ylabel(f"{split} accuracy")
+                panel.set_title(
                     f"{model_name.upper() if model_name == 'mlp' else 'LR'}, epoch {epoch}", fontsize=9
                 )
-                ax.grid(True, alpha=0.3)
-    axes[0][0].legend(fontsize=7, loc="lower left")
+                panel.grid(True, alpha=0.3)
+    axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.03, 1.0), borderaxespad=0.0)
     setting = points[0].setting
-    fig.suptitle(
-        f"ferroptim b0 sweep on {settings['dataset']}: {SETTINGS[setting]}"
-        + ("" if setting == "batch" else f" (batch size {settings['batch_size']})"),
-        fontsize=10,
-    )
-    save(fig, path)
+    if ax is None:
+        on = f" on {settings['dataset']}" if "dataset" in settings else ""
+        batch = (
+            f" (batch size {settings['batch_size']})"
+            if setting != "batch" and "batch_size" in settings
+            else ""
+        )
+        fig.suptitle(f"ferroptim b0 sweep{on}: {SETTINGS[setting]}{batch}", fontsize=10)
+    return fig

@@ -257,11 +257,12 @@ COMMANDS = {"rates": _rates, "compare": _compare, "b0-sweep": _b0_sweep, "agn-th
 def main(argv: Sequence[str] | None = None) -> None:
     """Parses ``argv`` (default: ``sys.argv``), runs the subcommand and says where its files are."""
     try:
-        import matplotlib  # noqa: F401
+        import matplotlib
         import sklearn  # noqa: F401
         import tqdm  # noqa: F401
     except ImportError as err:
         raise SystemExit(f"{EXTRA} ({err})") from None
+    matplotlib.use("Agg")  # the figures go to files: no window system needed
     args = parser().parse_args(argv)
     start = time.perf_counter()
     try:

@@ -13,7 +13,7 @@ import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -21,8 +21,11 @@ import ferroptim as fo
 
 from . import models
 from .data import Dataset
-from .plotting import figure, save
-from .training import History, train
+from .plotting import axes_grid, save
+from .training import History, progress_bar, train
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,8 @@ class Method:
 #: The lecture's optimizers, with learning rates at the centre of ``TUNE_FACTORS``'s grid
 #: for both models on digits (AdaGrad-Norm's ``lr`` is the lecture's numerator η = 1
 #: times a factor; its ``b0`` is the subject of ``b0-sweep``).
+#:
+#: :meta hide-value:
 METHODS: dict[str, Method] = {
     "SGD": Method(fo.SGD, {"lr": 1.5}),
     "Momentum": Method(fo.SGD, {"lr": 0.3, "momentum": 0.9}),
@@ -104,9 +109,8 @@ def run(
     Kingma & Ba's experiments, each optimizer (without an override) is run at its
     default learning rate times each of ``TUNE_FACTORS`` and the run with the lowest
     mean log training cost over its epochs (fast and steady descent) is kept.
+    ``progress`` shows a bar per model and optimizer (see ``training.progress_bar``).
     """
-    from tqdm.auto import tqdm
-
     runs = []
     for model_name in model_names:
         for name in optimizer_names:
@@ -115,13 +119,7 @@ def run(
                 grid = [lrs[name]]
             else:
                 grid = [method.kwargs["lr"] * f for f in (TUNE_FACTORS if tune else (1.0,))]
-            bar = tqdm(
-                total=epochs * len(grid),
-                desc=f"{model_name:6} {name:12}",
-                unit="epoch",
-                leave=False,
-                disable=None if progress else True,
-            )
+            bar = progress_bar(epochs * len(grid), f"{model_name:6} {name:12}", enabled=progress)
             candidates = []
             for lr in grid:
                 model = models.build(model_name, data.features, data.classes, hidden=hidden, seed=seed)
@@ -186,26 +184,42 @@ def write(runs: list[Run], out: Path, settings: dict[str, Any]) -> dict[str, Pat
     paths["json"].write_text(
         json.dumps({"settings": settings, "runs": summary}, indent=1, allow_nan=True) + "\n"
     )
-    plot(runs, paths["plot"], settings)
+    save(plot(runs, settings), paths["plot"])
     return paths
 
 
-def plot(runs: list[Run], path: Path, settings: dict[str, Any]) -> None:
-    """Training cost against epoch, one panel per model, log scale (Kingma & Ba Fig. 2)."""
+def plot(runs: list[Run], settings: dict[str, Any] | None = None, *, ax: Any = None) -> Figure:
+    """Training cost against epoch, one panel per model, log scale (Kingma & Ba Fig. 2).
+
+    Args:
+        runs: what :func:`run` returned.
+        settings: the run's settings; its ``dataset``, ``batch_size`` and ``seed`` (each
+            optional) go into the titles.
+        ax: one Axes per model to draw into (an Axes when there is one model); by default
+            a new figure.
+
+    Returns:
+        The figure (``ax``'s when given). The legend stands right of the last panel.
+    """
+    settings = settings or {}
     model_names = list(dict.fromkeys(r.model for r in runs))
-    fig, axes = figure(1, len(model_names), width=6.0)
-    for ax, model_name in zip(axes[0], model_names):
+    fig, axes = axes_grid(ax, 1, len(model_names), width=5.4, height=3.6)
+    dataset = f", {settings['dataset']}" if "dataset" in settings else ""
+    for panel, model_name in zip(axes[0], model_names):
         for r in runs:
             if r.model == model_name:
-                ax.plot(r.history.epochs, r.history.train_loss, label=r.optimizer, lw=1.6)
-        ax.set_yscale("log")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("training cost (mean cross-entropy)")
-        ax.set_title(f"{models.MODELS[model_name]}, {settings['dataset']}")
-        ax.grid(True, which="both", alpha=0.3)
-    axes[0][-1].legend(fontsize=8, ncol=2, loc="upper right")
-    fig.suptitle(
-        f"ferroptim: {settings['dataset']}, minibatch {settings['batch_size']}, seed {settings['seed']}",
-        fontsize=10,
-    )
-    save(fig, path)
+                panel.plot(r.history.epochs, r.history.train_loss, label=r.optimizer, lw=1.6)
+        panel.set_yscale("log")
+        panel.set_xlabel("epoch")
+        panel.set_ylabel("training cost (mean cross-entropy)")
+        panel.set_title(f"{models.MODELS[model_name]}{dataset}")
+        panel.grid(True, which="both", alpha=0.3)
+    axes[0][-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
+    described = [
+        f"{settings['dataset']}" if "dataset" in settings else "",
+        f"minibatch {settings['batch_size']}" if "batch_size" in settings else "",
+        f"seed {settings['seed']}" if "seed" in settings else "",
+    ]
+    if ax is None and any(described):
+        fig.suptitle("ferroptim: " + ", ".join(d for d in described if d), fontsize=10)
+    return fig

@@ -25,13 +25,16 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 import ferroptim as fo
 
-from .plotting import figure, save
+from .plotting import axes_grid, save
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 @dataclass
@@ -135,8 +138,51 @@ def table(results: list[Result], kappa: float) -> str:
     return "\n".join(lines)
 
 
+def plot(results: list[Result], settings: dict[str, Any] | None = None, *, ax: Any = None) -> Figure:
+    """Error against iteration, log scale, each method's measured run (solid) beside its
+    lecture rate (dashed, through the run's middle iterate).
+
+    Args:
+        results: what :func:`run` returned.
+        settings: the run's settings; its ``kappa`` and ``dim`` (each optional) go into
+            the title.
+        ax: the Axes to draw into; by default a new figure.
+
+    Returns:
+        The figure (``ax``'s when given).
+    """
+    settings = settings or {}
+    fig, axes = axes_grid(ax, 1, 1, width=6.5, height=4.2)
+    panel = axes[0][0]
+    for i, r in enumerate(results):
+        k = np.arange(len(r.errors))
+        mid = len(k) // 2  # the theory line passes through the run where the fit starts
+        panel.semilogy(
+            k, r.errors, color=f"C{i}", lw=1.8, label=f"{r.method.name}: measured ρ = {r.rate:.4f}"
+        )
+        panel.semilogy(
+            k,
+            r.errors[mid] * r.method.theory ** (k - mid),
+            color=f"C{i}",
+            ls="--",
+            lw=1,
+            label=f"{r.method.name}: lecture {r.method.formula} = {r.method.theory:.4f}",
+        )
+    panel.set_ylim(bottom=min(r.errors.min() for r in results) / 10)
+    panel.set_xlabel("iteration k")
+    panel.set_ylabel("error ‖θ_k − θ*‖")
+    described = [
+        f"κ = {settings['kappa']:g}" if "kappa" in settings else "",
+        f"dimension {settings['dim']}" if "dim" in settings else "",
+    ]
+    panel.set_title(", ".join(["½θᵀAθ"] + [d for d in described if d]))
+    panel.grid(True, which="both", alpha=0.3)
+    panel.legend(fontsize=7, loc="upper right")
+    return fig
+
+
 def write(results: list[Result], out: Path, settings: dict[str, Any]) -> dict[str, Path]:
-    """Writes ``rates.png`` (error against iteration, log scale, theory dashed) and ``rates.json``."""
+    """Writes ``rates.png`` (:func:`plot`) and ``rates.json``; returns their paths by kind."""
     out.mkdir(parents=True, exist_ok=True)
     paths = {"plot": out / "rates.png", "json": out / "rates.json"}
     payload = {
@@ -154,25 +200,5 @@ def write(results: list[Result], out: Path, settings: dict[str, Any]) -> dict[st
         ],
     }
     paths["json"].write_text(json.dumps(payload, indent=1) + "\n")
-    fig, axes = figure(1, 1, width=6.5, height=4.2)
-    ax = axes[0][0]
-    for i, r in enumerate(results):
-        k = np.arange(len(r.errors))
-        mid = len(k) // 2  # the theory line passes through the run where the fit starts
-        ax.semilogy(k, r.errors, color=f"C{i}", lw=1.8, label=f"{r.method.name}: measured ρ = {r.rate:.4f}")
-        ax.semilogy(
-            k,
-            r.errors[mid] * r.method.theory ** (k - mid),
-            color=f"C{i}",
-            ls="--",
-            lw=1,
-            label=f"{r.method.name}: lecture {r.method.formula} = {r.method.theory:.4f}",
-        )
-    ax.set_ylim(bottom=min(r.errors.min() for r in results) / 10)
-    ax.set_xlabel("iteration k")
-    ax.set_ylabel("error ‖θ_k − θ*‖")
-    ax.set_title(f"½θᵀAθ, κ = {settings['kappa']:g}, dimension {settings['dim']}")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7)
-    save(fig, paths["plot"])
+    save(plot(results, settings), paths["plot"])
     return paths

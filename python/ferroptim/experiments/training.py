@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -34,6 +35,41 @@ class History:
             loss, acc = model.evaluate(x, y)
             getattr(self, f"{split}_loss").append(loss)
             getattr(self, f"{split}_acc").append(acc)
+
+
+class ProgressBar(Protocol):
+    """What the experiments use of a tqdm bar."""
+
+    def update(self, n: int = 1) -> object: ...
+
+    def close(self) -> None: ...
+
+
+class _NoBar:
+    """The bar of a run without progress: does nothing, imports nothing."""
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def progress_bar(total: int, desc: str, *, enabled: bool, unit: str = "epoch") -> ProgressBar:
+    """A bar of ``total`` units: tqdm's widget in Jupyter (ipywidgets), its text bar on a
+    terminal (none when stderr is not a TTY), and nothing at all when not ``enabled``.
+    tqdm is imported only when enabled, so a run without progress prints no tqdm warning."""
+    if not enabled:
+        return _NoBar()
+    from tqdm.auto import tqdm
+    from tqdm.notebook import tqdm as widget_tqdm
+
+    # a text bar only on a TTY; the widget always, as Jupyter's streams need not claim to be TTYs
+    in_jupyter = issubclass(tqdm, widget_tqdm)
+    bar: ProgressBar = tqdm(
+        total=total, desc=desc, unit=unit, leave=False, disable=False if in_jupyter else None
+    )
+    return bar
 
 
 def _minibatches(
