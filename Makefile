@@ -33,7 +33,7 @@ mpi-deps: venv
 
 test-deps: venv mpi-deps
 	rustup component add rustfmt clippy 2>/dev/null || true
-	$(BIN)/python -m pip install -q "pytest>=8" "hypothesis>=6.100" "ruff>=0.6" "mypy>=1.10" torch \
+	$(BIN)/python -m pip install -q "pytest>=8" "hypothesis>=6.100" "ruff>=0.6" "mypy>=1.10" torch expecttest \
 		"nbclient>=0.7" "nbformat>=5" "ipykernel>=6"
 	# references of tests/test_conventions.py: optax on jax (CPU wheels) and Keras 3 on the jax backend
 	$(BIN)/python -m pip install -q "jax>=0.4.30" "optax>=0.2.4" "keras>=3.8"
@@ -85,11 +85,13 @@ mpi-test: mpi-deps
 bench: build
 	$(BIN)/python -m pip install -q torch
 	$(BIN)/python benches/bench_step.py
+	$(BIN)/python benches/bench_torch.py
 
 # The same scripts on tiny shapes, in seconds: run by `make test` so they cannot rot. The
 # distributed one needs Open MPI's mpirun and mpi4py (the `mpi` extra); without them it is skipped.
 bench-quick:
 	$(BIN)/python benches/bench_step.py --quick
+	$(BIN)/python benches/bench_torch.py --quick
 	@if command -v mpirun >/dev/null && $(BIN)/python -c "import mpi4py" 2>/dev/null; then \
 		$(BIN)/python benches/bench_distributed.py --quick; \
 	else echo "bench_distributed --quick skipped: it needs mpirun (Open MPI) and mpi4py"; fi

@@ -259,8 +259,10 @@ def main() -> int:
         lines += header
         for name in OPTIMIZERS:
             steps, params = contestants(name, model)
-            times = race(steps, budget, max_rounds)
+            for step in steps.values():  # one step each (state allocated), then they must agree
+                step()
             first_bad = agree(params)
+            times = race(steps, budget, max_rounds)
             if first_bad:
                 failed = True
                 print(f"DISAGREE {name} {model_name}: {first_bad}", file=sys.stderr)

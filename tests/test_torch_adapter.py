@@ -410,6 +410,10 @@ def test_refused_gradients_change_nothing() -> None:
 def test_numpy_api_names_ferroptim_torch_for_tensors() -> None:
     with pytest.raises(TypeError, match="ferroptim.torch"):
         fo.Adam(torch.nn.Linear(2, 2).parameters())
+    w = np.zeros(2)
+    with pytest.raises(TypeError, match="got torch.Tensor .*ferroptim.torch"):
+        fo.Adam([w]).step(grads=[torch.ones(2, dtype=torch.float64)])
+    assert not w.any()
 
 
 def test_pickling_is_refused_with_a_pointer_to_state_dict() -> None:

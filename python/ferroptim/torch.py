@@ -179,7 +179,7 @@ class _Param:
     """One parameter: its tensor, the NumPy view the kernel updates, and what of the twin's
     state ``opt.state[tensor]`` wraps."""
 
-    __slots__ = ("array", "arrays", "ptr", "scalars", "size", "tensor", "twin_state")
+    __slots__ = ("array", "ptr", "probe", "probe_key", "scalars", "size", "tensor", "twin_state")
 
     def __init__(self, tensor: torch.Tensor) -> None:
         self.tensor = tensor
@@ -187,8 +187,10 @@ class _Param:
         self.ptr = tensor.data_ptr()
         #: The twin's live state dict of the parameter, once it has one.
         self.twin_state: dict[str, Any] | None = None
-        #: The twin's state arrays that ``opt.state[tensor]`` wraps, by key.
-        self.arrays: tuple[tuple[str, np.ndarray], ...] = ()
+        #: A state array ``opt.state[tensor]`` wraps, and its key: when the twin's state holds
+        #: another there, the state was remade and is wrapped anew.
+        self.probe_key: str | None = None
+        self.probe: np.ndarray | None = None
         #: The twin's scalar state (``step``, ...) and the 0-d NumPy views of torch's tensors.
         self.scalars: tuple[tuple[str, np.ndarray], ...] = ()
         self.size = 0
@@ -347,25 +349,28 @@ class _Adapter(torch.optim.Optimizer):
             for k, v in tg.items():
                 if k != "params" and k != "param_names":
                     fg[k] = _plain(v)
-            for i, e in enumerate(entries):
-                t = e.tensor
-                g = t.grad
-                if g is None:
-                    grads.append(None)
-                    continue
-                if t.data_ptr() != e.ptr:
-                    self._rebind(e, gi, i)
-                try:
-                    grads.append(g.numpy())
-                except (RuntimeError, TypeError):
-                    grads.append(_grad_array(g, t, _site(gi, i)))
-                stepped.append(e)
+            with_grad = [e for e in entries if e.tensor.grad is not None]
+            if any(e.tensor.data_ptr() != e.ptr for e in with_grad):
+                for i, e in enumerate(entries):
+                    if e.tensor.data_ptr() != e.ptr:
+                        self._rebind(e, gi, i)
+            try:
+                arrays = [e.tensor.grad.numpy() for e in with_grad]
+            except (RuntimeError, TypeError):  # say which gradient, and why
+                arrays = [_grad_array(e.tensor.grad, e.tensor, _site(gi, entries.index(e))) for e in with_grad]
+            if len(with_grad) == len(entries):
+                grads += arrays
+            else:
+                by_entry = dict(zip(map(id, with_grad), arrays))
+                grads += [by_entry.get(id(e)) for e in entries]
+            stepped += with_grad
         twin.step(grads=grads)
         if self._shared_scalars:
             stepped = [e for _, _, entries in self._layout for e in entries]
         for e in stepped:
             st = e.twin_state
-            if st is None or len(st) != e.size or any(st.get(k) is not a for k, a in e.arrays):
+            # the twin's live state, unless it was created or given another array since
+            if st is None or len(st) != e.size or st.get(e.probe_key) is not e.probe:
                 self._wrap(e)
             else:
                 for key, view in e.scalars:
@@ -391,7 +396,7 @@ class _Adapter(torch.optim.Optimizer):
         st = self._require_twin().state.get(e.array)
         e.twin_state = st
         if not st:
-            e.arrays, e.scalars, e.size = (), (), 0
+            e.probe_key, e.probe, e.scalars, e.size = None, None, (), 0
             self.state.pop(e.tensor, None)
             return
         wrapped: dict[str, Any] = {}
@@ -407,7 +412,8 @@ class _Adapter(torch.optim.Optimizer):
                 t = torch.tensor(float(value), dtype=self._scalar_dtypes.get(key) or _scalar_dtype())
                 wrapped[key] = t
                 scalars.append((key, t.numpy()))
-        e.arrays, e.scalars, e.size = tuple(arrays), tuple(scalars), len(st)
+        e.probe_key, e.probe = arrays[0] if arrays else (None, None)
+        e.scalars, e.size = tuple(scalars), len(st)
         state = self.state[e.tensor]
         state.clear()
         state.update(wrapped)
