@@ -27,7 +27,7 @@ ferroptim.torch and the NumPy API; the slope per extra parameter of each, and th
 Timing (as ``benches/bench_step.py``): after a warm-up step, the contestants run
 round-robin, a block of steps each per round (at least 1 ms per block), so load drift hits
 all alike; the median time per step over the rounds is reported (1 s of rounds per case,
-3 to 40 rounds). torch runs on as many threads as ferroptim (``torch.set_num_threads``),
+3 to 40 rounds). torch runs on as many threads as ferroptim (``--threads``, default all cores),
 with its default OpenMP wait policy, and the race pauses 5 ms (untimed) after every block
 so that neither pool's spinning threads take the cores from the contestant timed next.
 
@@ -104,7 +104,10 @@ class BasicBlock(torch.nn.Module):
 
 def resnet18(width: int = 64, classes: int = 1000) -> torch.nn.Module:
     """torchvision's ``resnet18()`` layers (He et al. 2016): 62 tensors, 11.7M at width 64."""
-    layers: list[torch.nn.Module] = [torch.nn.Conv2d(3, width, 7, 2, 3, bias=False), torch.nn.BatchNorm2d(width)]
+    layers: list[torch.nn.Module] = [
+        torch.nn.Conv2d(3, width, 7, 2, 3, bias=False),
+        torch.nn.BatchNorm2d(width),
+    ]
     cin = width
     for stage in range(4):
         cout = width * 2**stage
@@ -134,7 +137,9 @@ def transformer(width: int = 128, layers: int = 24, vocab: int = 8192, context: 
 # --- timing ------------------------------------------------------------------------------
 
 
-def contestants(name: str, model: torch.nn.Module) -> tuple[dict[str, Callable[[], Any]], dict[str, list[Any]]]:
+def contestants(
+    name: str, model: torch.nn.Module
+) -> tuple[dict[str, Callable[[], Any]], dict[str, list[Any]]]:
     """Per contestant, its ``step`` and its parameters (torch copies, or NumPy arrays)."""
     kwargs = OPTIMIZERS[name]
     ref = [p.detach() for p in model.parameters()]
@@ -223,9 +228,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small models, 3 rounds: every code path")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument(
+        "--threads", type=int, default=None, help="threads of both libraries (default: all cores)"
+    )
     args = parser.parse_args()
     out = args.out or Path(__file__).parent / "results" / ("quick" if args.quick else "")
-    threads = 1 if args.quick else fo.get_num_threads()
+    threads = args.threads or (1 if args.quick else fo.get_num_threads())
+    fo.set_num_threads(threads)
     torch.set_num_threads(threads)
     budget, max_rounds = (0.0, 3) if args.quick else (1.0, 40)
     models = {
@@ -238,7 +247,7 @@ def main() -> int:
         f"{cpu_model()}, {threads} threads for both libraries, torch {torch.__version__}, NumPy "
         f"{np.__version__}, Python {platform.python_version()}, "
         f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, "
-        f"`python benches/bench_torch.py{' --quick' if args.quick else ''}`. float32; "
+        f"`python {' '.join(sys.argv)}`. float32; "
         "times in ms per step (median over rounds); ratios are the other's time / ferroptim.torch's.",
         "",
     ]

@@ -16,7 +16,7 @@ NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "examples").glob("*
 
 
 def test_there_are_notebooks():
-    assert {p.name for p in NOTEBOOKS} >= {"quickstart.ipynb", "lecture.ipynb"}
+    assert {p.name for p in NOTEBOOKS} >= {"quickstart.ipynb", "lecture.ipynb", "torch.ipynb"}
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)

@@ -8,11 +8,14 @@ float64 (those using torch-only options, ``capturable``, ``differentiable`` and
 ``fused``, are skipped with the reason; ``foreach`` picks a torch code path and is
 dropped). The same small ``nn.Module`` is trained by ferroptim.torch and by torch.optim
 (``foreach=False``, its CPU default) for 20 steps with an ``ExponentialLR`` stepping in
-between, ferroptim.torch fed the gradients of torch's model; after every step the parameters and every state entry agree to the tolerances
-of ``tests/test_torch_parity.py``. After step 10 each state dict is loaded into the other
-library's optimizer on a copy of the model, and both copies continue on torch's
-trajectory. Lion and AdagradNorm, which torch lacks, are held to their NumPy ferroptim
-twin (tested against the papers in ``tests/test_papers.py``) fed the same gradients.
+between, ferroptim.torch fed the gradients of torch's model; after every step the
+parameters and every state entry agree to the tolerances of ``tests/test_torch_parity.py``.
+After step 10 each state dict is loaded into the other library's optimizer on a copy of
+the model: ours loaded from torch's follows torch's run, and torch's loaded from ours
+follows torch's loaded from its own (torch casts NAdam's float32 ``mu_product`` to a
+float64 parameter's dtype on loading, so that run leaves torch's unbroken one). Lion and
+AdagradNorm, which torch lacks, are held to their NumPy ferroptim twin (tested against
+the papers in ``tests/test_papers.py``) fed the same gradients.
 """
 
 from __future__ import annotations
@@ -106,8 +109,12 @@ def _assert_same(opt: Any, model: torch.nn.Module, ref_opt: Any, ref_model: torc
 def _shares_memory(opt: Any) -> None:
     """Every state tensor of ``opt`` is the memory its ferroptim twin's kernel updates."""
     twin_arrays = {id(a) for st in opt._twin.state.values() for a in st.values() if isinstance(a, np.ndarray)}
-    pointers = {a.__array_interface__["data"][0] for st in opt._twin.state.values() for a in st.values()
-                if isinstance(a, np.ndarray)}
+    pointers = {
+        a.__array_interface__["data"][0]
+        for st in opt._twin.state.values()
+        for a in st.values()
+        if isinstance(a, np.ndarray)
+    }
     for st in opt.state.values():
         for value in st.values():
             if isinstance(value, torch.Tensor) and value.dim() > 0:
@@ -115,7 +122,9 @@ def _shares_memory(opt: Any) -> None:
     assert twin_arrays or not any(opt.state.values())
 
 
-def _run(lib: Any, name: str, model: torch.nn.Module, kwargs: dict[str, Any], sd: Any = None, sched_sd: Any = None):
+def _run(
+    lib: Any, name: str, model: torch.nn.Module, kwargs: dict[str, Any], sd: Any = None, sched_sd: Any = None
+):
     """An optimizer of ``lib`` (``fot`` or ``torch.optim``) on ``model`` with its scheduler,
     optionally loaded from a state dict (a deep copy) and a scheduler's state dict."""
     flags = {"foreach": False} if lib is torch.optim else {}
@@ -205,8 +214,10 @@ def test_classes_without_torch_twin_follow_the_numpy_twin(name: str, dtype: torc
 
 def _snapshot(opt: Any, model: torch.nn.Module) -> list[Any]:
     params = [p.detach().clone() for p in model.parameters()]
-    state = {id(p): {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in st.items()}
-             for p, st in opt.state.items()}
+    state = {
+        id(p): {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in st.items()}
+        for p, st in opt.state.items()
+    }
     return [params, state]
 
 
@@ -229,13 +240,18 @@ def test_named_parameters_groups_closure_and_zero_grad() -> None:
     ]
     opt = fot.SGD(groups, lr=0.1, momentum=0.9)
     ref = torch.optim.SGD(
-        [{"params": list(ref_model[0].named_parameters()), "lr": 0.05},
-         {"params": [(f"3.{n}", p) for n, p in ref_model[3].named_parameters()]}],
-        lr=0.1, momentum=0.9, foreach=False,
+        [
+            {"params": list(ref_model[0].named_parameters()), "lr": 0.05},
+            {"params": [(f"3.{n}", p) for n, p in ref_model[3].named_parameters()]},
+        ],
+        lr=0.1,
+        momentum=0.9,
+        foreach=False,
     )
     assert opt.param_groups[0]["param_names"] == ["weight", "bias"]
     assert all(isinstance(p, torch.nn.Parameter) for g in opt.param_groups for p in g["params"])
     for step in range(1, 6):
+
         def closure(m: torch.nn.Module = model, step: int = step) -> Any:
             assert torch.is_grad_enabled()
             x, y = _batch(step, torch.float64)
@@ -255,7 +271,10 @@ def test_named_parameters_groups_closure_and_zero_grad() -> None:
     assert model[2].weight.grad is not None  # not the optimizer's
     for p, q in zip(model.parameters(), ref_model.parameters()):
         torch.testing.assert_close(p, q, rtol=1e-12, atol=1e-14)
-    assert ref.state_dict()["param_groups"][1]["param_names"] == opt.state_dict()["param_groups"][1]["param_names"]
+    assert (
+        ref.state_dict()["param_groups"][1]["param_names"]
+        == opt.state_dict()["param_groups"][1]["param_names"]
+    )
 
 
 def test_parameters_without_grad_are_skipped_and_requires_grad_false_accepted() -> None:

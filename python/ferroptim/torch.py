@@ -137,7 +137,9 @@ def _grad_array(g: Any, p: torch.Tensor, site: str) -> np.ndarray:
             "(nn.Embedding(..., sparse=False)), or use torch.optim.SparseAdam"
         )
     if g.device.type != "cpu":
-        raise TypeError(f"the gradient of {site} is on device {g.device}; ferroptim.torch takes CPU gradients")
+        raise TypeError(
+            f"the gradient of {site} is on device {g.device}; ferroptim.torch takes CPU gradients"
+        )
     if g.dtype != p.dtype:
         raise TypeError(f"the gradient of {site} has dtype {g.dtype}, but the parameter has {p.dtype}")
     return g.detach().numpy()  # a gradient that itself requires grad (create_graph=True)
@@ -229,7 +231,11 @@ class _Adapter(torch.optim.Optimizer):
         super().__init__(groups, defaults)
         self._twin = twin
         for tg, fg in zip(self.param_groups, twin.param_groups):
-            tg.update((k, v) for k, v in fg.items() if k not in _NOT_HYPER and not isinstance(tg.get(k), torch.Tensor))
+            tg.update(
+                (k, v)
+                for k, v in fg.items()
+                if k not in _NOT_HYPER and not isinstance(tg.get(k), torch.Tensor)
+            )
         self._relink()
         self._wrap_all()
 
@@ -323,7 +329,7 @@ class _Adapter(torch.optim.Optimizer):
 
     # --- the step -----------------------------------------------------------------------
     @torch.no_grad()
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """Updates every parameter whose ``.grad`` is not ``None``, in one call into Rust.
 
         Args:
@@ -345,9 +351,14 @@ class _Adapter(torch.optim.Optimizer):
             self._relink()  # params lists edited in place of add_param_group
         grads: list[np.ndarray | None] = []
         stepped: list[_Param] = []
-        for gi, (tg, fg, (_, _, entries)) in enumerate(zip(self.param_groups, twin.param_groups, self._layout)):
+        for gi, (tg, fg, (_, _, entries)) in enumerate(
+            zip(self.param_groups, twin.param_groups, self._layout)
+        ):
+            params = fg["params"]
+            fg.update(tg)  # the hyperparameters, as schedulers and the user left them
+            fg["params"] = params
             for k, v in tg.items():
-                if k != "params" and k != "param_names":
+                if isinstance(v, (torch.Tensor, tuple)) and k != "params":
                     fg[k] = _plain(v)
             with_grad = [e for e in entries if e.tensor.grad is not None]
             if any(e.tensor.data_ptr() != e.ptr for e in with_grad):
@@ -355,9 +366,11 @@ class _Adapter(torch.optim.Optimizer):
                     if e.tensor.data_ptr() != e.ptr:
                         self._rebind(e, gi, i)
             try:
-                arrays = [e.tensor.grad.numpy() for e in with_grad]
+                arrays = [e.tensor.grad.numpy() for e in with_grad]  # type: ignore[union-attr]
             except (RuntimeError, TypeError):  # say which gradient, and why
-                arrays = [_grad_array(e.tensor.grad, e.tensor, _site(gi, entries.index(e))) for e in with_grad]
+                arrays = [
+                    _grad_array(e.tensor.grad, e.tensor, _site(gi, entries.index(e))) for e in with_grad
+                ]
             if len(with_grad) == len(entries):
                 grads += arrays
             else:
@@ -370,7 +383,7 @@ class _Adapter(torch.optim.Optimizer):
         for e in stepped:
             st = e.twin_state
             # the twin's live state, unless it was created or given another array since
-            if st is None or len(st) != e.size or st.get(e.probe_key) is not e.probe:
+            if st is None or len(st) != e.size or st.get(e.probe_key or "") is not e.probe:
                 self._wrap(e)
             else:
                 for key, view in e.scalars:
@@ -424,7 +437,7 @@ class _Adapter(torch.optim.Optimizer):
                 self._wrap(e)
 
     @torch._disable_dynamo
-    def load_state_dict(self, state_dict: Mapping[str, Any], match: str = "order") -> None:  # type: ignore[override]
+    def load_state_dict(self, state_dict: Mapping[str, Any], match: str = "order") -> None:
         """Loads a ``state_dict()`` of this class or of the ``torch.optim`` class of the same
         name (tensors or NumPy arrays); continuing gives the trajectory the saved optimizer
         would have taken. Everything is checked before anything changes.
