@@ -244,7 +244,7 @@ def main() -> int:
     lines = [
         f"# ferroptim.torch beside torch.optim: one `step()`{' (--quick)' if args.quick else ''}",
         "",
-        f"{cpu_model()}, {threads} threads for both libraries, torch {torch.__version__}, NumPy "
+        f"{cpu_model()}, {threads} thread{'s' if threads > 1 else ''} for both libraries, torch {torch.__version__}, NumPy "
         f"{np.__version__}, Python {platform.python_version()}, "
         f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, "
         f"`python {' '.join(sys.argv)}`. float32; "

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import copy
 import io
+import re
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -439,3 +441,16 @@ def test_pickling_is_refused_with_a_pointer_to_state_dict() -> None:
     opt = fot.SGD([torch.nn.Parameter(torch.zeros(2))], lr=0.1)
     with pytest.raises(TypeError, match="state_dict"):
         copy.deepcopy(opt)
+
+
+def test_readme_example_runs(tmp_path: Any, monkeypatch: Any) -> None:
+    """The README's ferroptim.torch example trains, and torch.optim.AdamW loads its checkpoint."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme[readme.index("## torch models: `ferroptim.torch`") :]
+    code = re.findall(r"```python\n(.*?)```", section, flags=re.S)[0]
+    monkeypatch.chdir(tmp_path)
+    namespace: dict[str, Any] = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    ref = torch.optim.AdamW(namespace["model"].parameters())
+    ref.load_state_dict(torch.load(tmp_path / "opt.pt", weights_only=True))
+    assert ref.state_dict()["state"][0]["step"].item() == 100.0

@@ -177,6 +177,36 @@ _ARGS_DOC = """
 """
 
 
+def _normalize_group(group: Any) -> None:
+    """Makes a param group's ``params`` a list, as torch.optim's ``add_param_group`` reads it."""
+    if not isinstance(group, dict):
+        raise TypeError(f"param group must be a dict, got {type(group).__name__}")
+    if "params" not in group:
+        raise ValueError("param group must have a 'params' entry")
+    params = group["params"]
+    if isinstance(params, torch.Tensor):
+        group["params"] = [params]
+    elif isinstance(params, (set, frozenset)):
+        raise TypeError(
+            "optimizer parameters need to be organized in ordered collections, but the ordering "
+            "of tensors in sets will change between runs. Please use a list instead."
+        )
+    elif isinstance(params, Iterable):
+        group["params"] = list(params)
+    else:
+        raise TypeError(f"a param group's 'params' must be tensors, got {type(params).__name__}")
+
+
+def _adopt(group: dict[str, Any], twin_group: dict[str, Any]) -> None:
+    """Gives torch's ``group`` the twin's resolved hyperparameters (convention settings and
+    defaults included), keeping tensor values, which torch's schedulers ``fill_``."""
+    group.update(
+        (k, v)
+        for k, v in twin_group.items()
+        if k not in _NOT_HYPER and not isinstance(group.get(k), torch.Tensor)
+    )
+
+
 class _Param:
     """One parameter: its tensor, the NumPy view the kernel updates, and what of the twin's
     state ``opt.state[tensor]`` wraps."""
@@ -231,11 +261,7 @@ class _Adapter(torch.optim.Optimizer):
         super().__init__(groups, defaults)
         self._twin = twin
         for tg, fg in zip(self.param_groups, twin.param_groups):
-            tg.update(
-                (k, v)
-                for k, v in fg.items()
-                if k not in _NOT_HYPER and not isinstance(tg.get(k), torch.Tensor)
-            )
+            _adopt(tg, fg)
         self._relink()
         self._wrap_all()
 
@@ -257,7 +283,7 @@ class _Adapter(torch.optim.Optimizer):
         if not isinstance(groups[0], dict):
             groups = [{"params": groups}]
         for group in groups:
-            _AdapterGroups.normalize(group)
+            _normalize_group(group)
         return groups
 
     def _param(self, t: Any, site: str) -> _Param:
@@ -307,7 +333,7 @@ class _Adapter(torch.optim.Optimizer):
             super().add_param_group(param_group)
             return
         twin = self._twin
-        _AdapterGroups.normalize(param_group)
+        _normalize_group(param_group)
         known = set(self._params)
         gi = len(self.param_groups)
         try:
@@ -323,7 +349,7 @@ class _Adapter(torch.optim.Optimizer):
             for key in set(self._params) - known:
                 del self._params[key]
             raise
-        param_group.update((k, v) for k, v in twin.param_groups[-1].items() if k not in _NOT_HYPER)
+        _adopt(param_group, twin.param_groups[-1])
         self._relink()
         self._wrap_all()
 
@@ -493,29 +519,6 @@ class _Adapter(torch.optim.Optimizer):
             f"{type(self).__name__} cannot be pickled or copied (its state lives in the tensors' "
             "memory); save opt.state_dict() with torch.save and load it with load_state_dict"
         )
-
-
-class _AdapterGroups:
-    """torch.optim's reading of one param group's ``params``."""
-
-    @staticmethod
-    def normalize(group: Any) -> None:
-        if not isinstance(group, dict):
-            raise TypeError(f"param group must be a dict, got {type(group).__name__}")
-        if "params" not in group:
-            raise ValueError("param group must have a 'params' entry")
-        params = group["params"]
-        if isinstance(params, torch.Tensor):
-            group["params"] = [params]
-        elif isinstance(params, (set, frozenset)):
-            raise TypeError(
-                "optimizer parameters need to be organized in ordered collections, but the ordering "
-                "of tensors in sets will change between runs. Please use a list instead."
-            )
-        elif isinstance(params, Iterable):
-            group["params"] = list(params)
-        else:
-            raise TypeError(f"a param group's 'params' must be tensors, got {type(params).__name__}")
 
 
 class SGD(_Adapter):
