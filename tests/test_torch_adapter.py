@@ -454,3 +454,24 @@ def test_readme_example_runs(tmp_path: Any, monkeypatch: Any) -> None:
     ref = torch.optim.AdamW(namespace["model"].parameters())
     ref.load_state_dict(torch.load(tmp_path / "opt.pt", weights_only=True))
     assert ref.state_dict()["state"][0]["step"].item() == 100.0
+
+
+def test_state_dict_hooks_run_as_torchs() -> None:
+    p = torch.nn.Parameter(torch.zeros(3))
+    opt = fot.RMSprop([p], lr=0.1, momentum=0.5)
+    p.grad = torch.ones(3)
+    opt.step()
+    seen: list[str] = []
+    opt.register_state_dict_pre_hook(lambda o: seen.append("sd pre"))
+    opt.register_state_dict_post_hook(lambda o, sd: sd["param_groups"][0].update(tag=1) or sd)
+    opt.register_load_state_dict_pre_hook(lambda o, sd: seen.append("load pre"))
+    opt.register_load_state_dict_post_hook(lambda o: seen.append("load post"))
+    sd = opt.state_dict()
+    assert sd["param_groups"][0]["tag"] == 1 and sorted(sd["state"][0]) == [
+        "momentum_buffer",
+        "square_avg",
+        "step",
+    ]
+    opt.load_state_dict(copy.deepcopy(sd))
+    assert seen == ["sd pre", "load pre", "load post"]
+    assert opt.param_groups[0]["tag"] == 1 and opt.state[p]["step"].item() == 1.0
