@@ -475,3 +475,25 @@ def test_state_dict_hooks_run_as_torchs() -> None:
     opt.load_state_dict(copy.deepcopy(sd))
     assert seen == ["sd pre", "load pre", "load post"]
     assert opt.param_groups[0]["tag"] == 1 and opt.state[p]["step"].item() == 1.0
+
+
+def test_in_step_clipping_and_skipping_match_torchs_clip_then_step() -> None:
+    model, ref_model = _model(torch.float64), _model(torch.float64)
+    opt = fot.Adam(model.parameters(), lr=1e-2, max_grad_norm=0.5, skip_nonfinite=True)
+    ref = torch.optim.Adam(ref_model.parameters(), lr=1e-2, foreach=False)
+    for step in range(1, 6):
+        for o, m in ((opt, model), (ref, ref_model)):
+            o.zero_grad()
+            _backward(m, step, torch.float64)
+        torch.nn.utils.clip_grad_norm_(ref_model.parameters(), 0.5)
+        opt.step()
+        ref.step()
+        for p, q in zip(model.parameters(), ref_model.parameters()):
+            _assert_close(p, q, torch.float64, f"step {step}")
+    opt.zero_grad()
+    _backward(model, 6, torch.float64)
+    next(model.parameters()).grad[0, 0] = float("nan")
+    before = _snapshot(opt, model)
+    opt.step()
+    assert opt.last_step_skipped and opt.skipped_steps == 1
+    _assert_unchanged(before, opt, model)
