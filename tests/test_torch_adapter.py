@@ -497,3 +497,16 @@ def test_in_step_clipping_and_skipping_match_torchs_clip_then_step() -> None:
     opt.step()
     assert opt.last_step_skipped and opt.skipped_steps == 1
     _assert_unchanged(before, opt, model)
+
+
+def test_a_step_bumps_the_version_as_torchs_in_place_update() -> None:
+    """A backward through a graph that saved a parameter's value from before the step is
+    refused, as with torch.optim (the kernel writes the memory behind autograd's back)."""
+    for lib in (torch.optim, fot):
+        w = torch.nn.Parameter(torch.ones(3))
+        opt = lib.SGD([w], lr=0.1)
+        loss = (w * w).sum()  # saves w
+        w.grad = torch.ones(3)
+        opt.step()
+        with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+            loss.backward()

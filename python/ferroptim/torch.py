@@ -69,6 +69,7 @@ import numpy as np
 
 try:
     import torch
+    from torch.autograd.graph import increment_version
 except ImportError as _err:  # pragma: no cover - exercised in a subprocess by the tests
     raise ImportError(
         "ferroptim.torch needs PyTorch, which is not installed: install the extra with "
@@ -404,6 +405,10 @@ class _Adapter(torch.optim.Optimizer):
                 grads += [by_entry.get(id(e)) for e in entries]
             stepped += with_grad
         twin.step(grads=grads)
+        if stepped and not twin.last_step_skipped:
+            # the parameters changed in place, as after torch's own in-place update: autograd
+            # then refuses a backward through a graph that saved their old values
+            increment_version([e.tensor for e in stepped])
         if self._shared_scalars:
             stepped = [e for _, _, entries in self._layout for e in entries]
         for e in stepped:
