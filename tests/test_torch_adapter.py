@@ -197,6 +197,8 @@ def test_classes_without_torch_twin_follow_the_numpy_twin(name: str, dtype: torc
         twin_sched.step()
         for p, a in zip(model.parameters(), arrays):
             np.testing.assert_array_equal(p.detach().numpy(), a)
+            if name == "AdagradNorm":
+                assert opt.b(p) == twin.b(a)
             for key, value in twin.state[a].items():
                 np.testing.assert_array_equal(np.asarray(opt.state[p][key]), value)
         if step == SWAP_AT:

@@ -36,8 +36,9 @@ How it works: the optimizer keeps a ferroptim twin (``ferroptim.Adam`` for ``Ada
 NumPy views of the tensors (``tensor.detach().numpy()`` shares the memory, for contiguous
 and strided tensors alike). A step copies the groups' hyperparameters into the twin's
 groups (so schedulers' edits take effect), hands it the gradients as NumPy views, and the
-twin's one kernel call updates the tensors and the state in place. The twin checks every
-array before it writes any, so a refused step changes nothing.
+twin's one kernel call updates the tensors and the state in place (then the parameters'
+version counters are bumped, as by torch's in-place update). The twin checks every array
+before it writes any, so a refused step changes nothing.
 
 Tensors: CPU float32 and float64, contiguous or not. CUDA, MPS and meta tensors, other
 dtypes (float16, bfloat16: keep float32 master weights and use ``torch.autocast``; the
@@ -520,6 +521,8 @@ class _Adapter(torch.optim.Optimizer):
         return self._require_twin().skipped_steps
 
     def __getstate__(self) -> dict[str, Any]:
+        """Refused: the state lives in the tensors' memory, which a pickle cannot share;
+        save ``state_dict()`` instead."""
         raise TypeError(
             f"{type(self).__name__} cannot be pickled or copied (its state lives in the tensors' "
             "memory); save opt.state_dict() with torch.save and load it with load_state_dict"
