@@ -22,7 +22,8 @@ same work. Ratios are the other's time / ferroptim.torch's: above 1, ferroptim.t
 faster.
 
 The adapter's own overhead: ``step()`` over 1 and over 201 parameters of 16 elements, for
-ferroptim.torch and the NumPy API; the slope per extra parameter of each, and their ratio.
+ferroptim.torch and the NumPy API; the slope per extra parameter of each, and their ratio
+(measured first, in the fresh process).
 
 Timing (as ``benches/bench_step.py``): after a warm-up step, the contestants run
 round-robin, a block of steps each per round (at least 1 ms per block), so load drift hits
@@ -173,10 +174,12 @@ def contestants(
 def race(steps: dict[str, Callable[[], Any]], budget_s: float, max_rounds: int) -> dict[str, float]:
     """Median seconds per step of each contestant, round-robin."""
     per_block: dict[str, int] = {}
-    for key, step in steps.items():  # warm-up, and blocks of at least 1 ms
-        start = time.perf_counter()
+    for key, step in steps.items():  # a warm-up step, then blocks of at least 1 ms
         step()
-        per_block[key] = max(1, math.ceil(1e-3 / max(time.perf_counter() - start, 1e-7)))
+        start = time.perf_counter()
+        for _ in range(3):
+            step()
+        per_block[key] = max(1, math.ceil(3e-3 / max(time.perf_counter() - start, 1e-7)))
         time.sleep(SETTLE_S)
     times: dict[str, list[float]] = {key: [] for key in steps}
     deadline = time.perf_counter() + budget_s
@@ -244,14 +247,17 @@ def main() -> int:
     lines = [
         f"# ferroptim.torch beside torch.optim: one `step()`{' (--quick)' if args.quick else ''}",
         "",
-        f"{cpu_model()}, {threads} thread{'s' if threads > 1 else ''} for both libraries, torch {torch.__version__}, NumPy "
-        f"{np.__version__}, Python {platform.python_version()}, "
+        f"{cpu_model()}, {threads} thread{'s' if threads > 1 else ''} for both libraries, "
+        f"torch {torch.__version__}, NumPy {np.__version__}, Python {platform.python_version()}, "
         f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, "
         f"`python {' '.join(sys.argv)}`. float32; "
         "times in ms per step (median over rounds); ratios are the other's time / ferroptim.torch's.",
         "",
     ]
     print("\n".join(lines), flush=True)
+    # first, while the process is fresh: after the models' runs (hundreds of MB allocated and
+    # freed, many tensors made) the same loop measures up to twice as slow, for both APIs
+    per_param = overhead(budget, max_rounds)
     failed = False
     ratios: dict[tuple[str, str], dict[str, float]] = {}
     for model_name, model in models.items():
@@ -295,7 +301,6 @@ def main() -> int:
             gc.collect()
         lines.append("")
         print(flush=True)
-    per_param = overhead(budget, max_rounds)
     block = [
         "## The adapter's overhead",
         "",
