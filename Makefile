@@ -144,11 +144,13 @@ mpi-test: mpi-deps
 bench: build
 	$(BIN)/python -m pip install -q torch
 	$(BIN)/python benches/bench_step.py
+	$(BIN)/python benches/bench_torch.py
 
 # The same scripts on tiny shapes, in seconds: run by `make test` so they cannot rot. The
 # distributed one needs Open MPI's mpirun and mpi4py (the `mpi` extra); without them it is skipped.
 bench-quick:
 	$(BIN)/python benches/bench_step.py --quick
+	$(BIN)/python benches/bench_torch.py --quick
 	@if command -v mpirun >/dev/null && $(BIN)/python -c "import mpi4py" 2>/dev/null; then \
 		$(BIN)/python benches/bench_distributed.py --quick; \
 	else echo "bench_distributed --quick skipped: it needs mpirun (Open MPI) and mpi4py"; fi

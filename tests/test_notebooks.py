@@ -47,7 +47,7 @@ def _kinds(book) -> Counter:
 
 
 def test_there_are_notebooks():
-    assert {p.name for p in NOTEBOOKS} >= {"quickstart.ipynb", "lecture.ipynb"}
+    assert {p.name for p in NOTEBOOKS} >= {"quickstart.ipynb", "lecture.ipynb", "torch.ipynb"}
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)

@@ -883,7 +883,14 @@ class Optimizer:
     @staticmethod
     def _check_param(p: Any, site: str) -> None:
         if not isinstance(p, np.ndarray):
-            raise TypeError(f"{site} must be a numpy.ndarray or ferroptim.Parameter, got {type(p).__name__}")
+            kind = type(p)
+            if kind.__module__.split(".")[0] == "torch":
+                raise TypeError(
+                    f"{site} must be a numpy.ndarray or ferroptim.Parameter, got {kind.__module__}."
+                    f"{kind.__name__}; for torch tensors use ferroptim.torch's optimizers "
+                    "(ferroptim.torch.Adam, ...), torch.optim classes that run these kernels on the tensors"
+                )
+            raise TypeError(f"{site} must be a numpy.ndarray or ferroptim.Parameter, got {kind.__name__}")
         if p.dtype not in FLOAT_DTYPES:
             raise TypeError(f"{site} has dtype {p.dtype}, expected float32 or float64")
         if not p.flags.writeable:

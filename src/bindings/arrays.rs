@@ -171,8 +171,17 @@ fn typed<'py, T: Element>(
     }
 }
 
+/// The name of `obj`'s type, for error messages; a torch type with its module and a pointer
+/// to `ferroptim.torch`, whose optimizers take tensors.
 pub(crate) fn type_name(obj: &Bound<'_, PyAny>) -> String {
-    obj.get_type().name().map_or_else(|_| "an unknown type".to_owned(), |n| n.to_string())
+    let kind = obj.get_type();
+    let name = kind.name().map_or_else(|_| "an unknown type".to_owned(), |n| n.to_string());
+    match kind.module() {
+        Ok(module) if module.to_string().split('.').next() == Some("torch") => {
+            format!("{module}.{name} (for torch tensors use ferroptim.torch's optimizers)")
+        }
+        _ => name,
+    }
 }
 
 fn same_shape<T: Element>(
