@@ -23,7 +23,7 @@ mod _core {
         clip_grad_norm, clip_grad_value, clip_grads_with_norm, grad_norm, grad_stats,
     };
     #[pymodule_export]
-    use crate::bindings::commit::commit;
+    use crate::bindings::commit::{call_holding, commit};
     #[pymodule_export]
     use crate::bindings::optimizers::{
         adadelta_step, adagrad_norm_step, adagrad_step, adam_step, adamax_step, lion_step, nadam_step,

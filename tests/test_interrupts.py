@@ -456,3 +456,38 @@ def test_a_commit_that_cannot_be_made_whole_writes_nothing() -> None:
     assert target == {"a": 1} and items == [0] and states == [{"step": 1.0}, {"step": 2.0}]
     _core.commit({**good, "column": [(states, "step", [3.0, 4.0])]})
     assert target == {"a": 2} and items == [5, 6] and states == [{"x": 1, "step": 3.0}, {"step": 4.0}]
+
+
+# --- locks ------------------------------------------------------------------------------
+
+
+def _runs_in_another_thread(call: Callable[[], Any]) -> bool:
+    """Whether ``call()`` finishes in another thread (a lock left held would block it)."""
+    worker = threading.Thread(target=call, daemon=True)
+    worker.start()
+    worker.join(timeout=30)
+    return not worker.is_alive()
+
+
+def test_an_interrupted_call_never_leaves_a_lock_held() -> None:
+    """A step, a state dict and a clipping call hold a lock while they run (their
+    optimizer's, and one that ``os.fork()`` waits for). An exception raised at any trace
+    event, the one before the release included, leaves no lock held: another thread can
+    then step and clip, and a fork does not wait forever."""
+    p = fo.Parameter(np.zeros(3))
+    opt = fo.SGD([p], lr=0.1, momentum=0.9)
+    calls = {
+        "step": opt.step,
+        "state_dict": opt.state_dict,
+        "clip_grad_norm_": lambda: fo.clip_grad_norm_([p], 1.0),
+    }
+    for name, call in calls.items():
+        p.grad = np.ones(3)
+        for n in range(1, _events(call) + 2):
+            p.grad = np.ones(3)
+            _traced(call, n)
+            p.grad = np.ones(3)
+            assert _runs_in_another_thread(opt.step), f"{name}, raised at event {n}: step blocked"
+            assert _runs_in_another_thread(lambda: fo.clip_grad_norm_([p], 1.0)), (
+                f"{name}, raised at event {n}: clipping blocked"
+            )

@@ -6,14 +6,15 @@ it returns. A child forked while such a call runs in another thread inherits the
 but not the thread that would clear them, so it would refuse those arrays forever. The
 optimizers' steps hold their optimizer's lock, which the optimizers' fork handler takes
 (``optimizer.py``); every other such call (the clipping functions) runs holding its
-thread's lock from :func:`held`, and the same handler takes every thread's lock last:
+thread's lock from :func:`held` (through ``_core.call_holding``), and the same handler
+takes every thread's lock last:
 ``fork()`` waits for the calls running in other threads to return, and calls that start
 meanwhile wait for the fork.
 
-The locks are ``threading.Lock``s, whose ``with`` is one native call in and one out, so an
-asynchronous exception (Ctrl-C, a raising trace function) cannot leave one held; a count
-kept in Python under a ``threading.Condition`` (whose ``__enter__`` is Python code) could.
-One lock per thread keeps calls in different threads from waiting for each other.
+The locks are taken and released by ``_core.call_holding``, one native call, so an
+asynchronous exception (Ctrl-C, a raising trace function) cannot leave one held, as it can
+in a ``with`` statement or a count kept in Python. One lock per thread keeps calls in
+different threads from waiting for each other.
 """
 
 from __future__ import annotations
@@ -28,9 +29,9 @@ _taken: list[threading.Lock] = []
 
 
 def held() -> threading.Lock:
-    """This thread's lock, to hold (``with held(): ...``) around a native call that borrows
-    arrays. Made on first use; an interruption while it is made leaves at most an unused
-    lock in the registry."""
+    """This thread's lock, to hold around a native call that borrows arrays
+    (``_core.call_holding(held(), ...)``). Made on first use; an interruption while it is
+    made leaves at most an unused lock in the registry."""
     try:
         return _local.lock  # type: ignore[no-any-return]
     except AttributeError:

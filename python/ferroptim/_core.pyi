@@ -15,15 +15,18 @@ as one parallel region with the GIL released. Each also takes the step's bookkee
 Python code, and so no asynchronous exception (Ctrl-C), runs between the two.
 """
 
-from collections.abc import Iterator
-from typing import Any, TypedDict, final
+from collections.abc import Callable, Iterator
+from typing import Any, TypedDict, TypeVar, final
 
 import numpy as np
 import numpy.typing as npt
 
+_T = TypeVar("_T")
+
 __all__ = [
     "check_params",
     "commit",
+    "call_holding",
     "clip_grad_norm",
     "clip_grad_value",
     "clip_grads_with_norm",
@@ -69,6 +72,11 @@ def commit(commit: _Commit) -> None:
     """Makes the writes of ``commit`` in one native call, in which no Python code runs, so
     an asynchronous exception finds none or all of them made. Raises, writing nothing,
     for an unhashable key or a column whose lists differ in length."""
+
+def call_holding(lock: Any, function: Callable[..., _T], /, *args: Any, **kwargs: Any) -> _T:
+    """Calls ``function(*args, **kwargs)`` holding ``lock`` (a ``threading.Lock`` or
+    ``RLock``), acquired and released by this native call, so that no asynchronous exception
+    can land between the call and the release, as it can in ``with lock:``."""
 
 class StateMissing(ValueError):
     """A state array that the group's settings use is absent from its parameter's state

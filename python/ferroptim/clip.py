@@ -146,8 +146,7 @@ def get_total_norm(
     # arithmetic on 0-d arrays yields NumPy scalars; read them as 0-d arrays
     arrays = [np.asarray(t) if isinstance(t, np.generic) else t for t in tensors]
     names = [f"tensors[{i}]" for i in range(len(arrays))]
-    with held():
-        return _norm(*_core.grad_norm(arrays, names, p, bool(error_if_nonfinite)))
+    return _norm(*_core.call_holding(held(), _core.grad_norm, arrays, names, p, bool(error_if_nonfinite)))
 
 
 def clip_grads_with_norm_(
@@ -182,8 +181,7 @@ def clip_grads_with_norm_(
     norm = _number(total_norm, "total_norm")
     wide = np.asarray(total_norm).dtype != np.float32
     arrays, names = _gradients(parameters, grads)
-    with held():
-        _core.clip_grads_with_norm(arrays, names, bound, norm, bool(wide))
+    _core.call_holding(held(), _core.clip_grads_with_norm, arrays, names, bound, norm, bool(wide))
 
 
 def clip_grad_norm_(
@@ -237,8 +235,9 @@ def clip_grad_norm_(
     bound = _non_negative(max_norm, "max_norm")
     p = _norm_type(norm_type)
     arrays, names = _gradients(parameters, grads)
-    with held():
-        return _norm(*_core.clip_grad_norm(arrays, names, bound, p, bool(error_if_nonfinite)))
+    return _norm(
+        *_core.call_holding(held(), _core.clip_grad_norm, arrays, names, bound, p, bool(error_if_nonfinite))
+    )
 
 
 def clip_grad_value_(
@@ -261,8 +260,7 @@ def clip_grad_value_(
     _check_foreach(foreach)
     bound = _non_negative(clip_value, "clip_value")
     arrays, names = _gradients(parameters, grads)
-    with held():
-        _core.clip_grad_value(arrays, names, bound)
+    _core.call_holding(held(), _core.clip_grad_value, arrays, names, bound)
 
 
 __all__ = ["clip_grad_norm_", "clip_grad_value_", "clip_grads_with_norm_", "get_total_norm"]

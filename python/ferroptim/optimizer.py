@@ -191,8 +191,7 @@ def _serialized(method: _Method) -> _Method:
 
     @functools.wraps(method)
     def locked(self: Optimizer, *args: Any, **kwargs: Any) -> Any:
-        with self._lock:
-            return method(self, *args, **kwargs)
+        return _core.call_holding(self._lock, method, self, *args, **kwargs)
 
     return locked  # type: ignore[return-value]
 
@@ -467,9 +466,11 @@ class Optimizer:
         was skipped is ``last_step_skipped`` (see the class docstring).
         """
         loss = None if closure is None else closure()
-        with self._lock:
-            self._step(self._gradients(grads))
+        _core.call_holding(self._lock, self._step_with, grads)
         return loss
+
+    def _step_with(self, grads: Sequence[np.ndarray | None] | None) -> None:
+        self._step(self._gradients(grads))
 
     @_serialized
     def state_dict(self) -> dict[str, Any]:

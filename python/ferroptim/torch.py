@@ -56,7 +56,8 @@ tensors are written from ferroptim's counters after each step. ``Lion`` and
 ``AdagradNorm`` have no torch.optim twin: their state is ferroptim's, as tensors
 (AdagradNorm's ``b_sq`` a 0-d float64 tensor).
 
-Needs PyTorch: ``pip install 'ferroptim[torch]'``. ``import ferroptim`` never imports it.
+Needs PyTorch: the ``torch`` extra (``pip install '.[torch]'`` in a clone). ``import ferroptim``
+never imports it.
 """
 
 from __future__ import annotations
@@ -68,16 +69,18 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+import ferroptim as _fo
+
+from ._extras import install_hint
+
 try:
     import torch
     from torch.autograd.graph import increment_version
 except ImportError as _err:  # pragma: no cover - exercised in a subprocess by the tests
     raise ImportError(
-        "ferroptim.torch needs PyTorch, which is not installed: install the extra with "
-        "pip install 'ferroptim[torch]' (or pip install torch)"
+        f"ferroptim.torch needs PyTorch, which is not installed: install the torch extra, "
+        f"{install_hint('torch')}, or pip install torch"
     ) from _err
-
-import ferroptim as _fo
 
 from .optimizer import Optimizer as _NumpyOptimizer
 from .optimizer import _site

@@ -11,8 +11,9 @@
 //! multi-object changes of `load_state_dict` and `add_param_group` one step as well.
 
 use pyo3::exceptions::PyValueError;
+use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList, PyString};
+use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 
 /// A Python object.
 type Object<'py> = Bound<'py, PyAny>;
@@ -107,4 +108,27 @@ impl Commit<'_> {
 pub fn commit(commit: Commit<'_>) -> PyResult<()> {
     commit.check()?;
     commit.apply()
+}
+
+/// Calls `function(*args, **kwargs)` holding `lock` (a `threading.Lock` or `RLock`), which
+/// this native call acquires and releases itself. In Python, `with lock:` runs bytecode
+/// between the body and `lock.__exit__` (a line event, a signal check), where an
+/// asynchronous exception would leave the lock held; here nothing runs between them.
+/// Acquiring waits with the GIL released, and a signal handler that raises meanwhile
+/// leaves the lock free and `function` uncalled.
+#[pyfunction]
+#[pyo3(signature = (lock, function, /, *args, **kwargs))]
+pub fn call_holding<'py>(
+    lock: &Bound<'py, PyAny>,
+    function: &Bound<'py, PyAny>,
+    args: &Bound<'py, PyTuple>,
+    kwargs: Option<&Bound<'py, PyDict>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = lock.py();
+    lock.call_method0(intern!(py, "acquire"))?;
+    let result = function.call(args, kwargs);
+    let released = lock.call_method0(intern!(py, "release"));
+    let value = result?;
+    released?;
+    Ok(value)
 }
