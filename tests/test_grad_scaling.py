@@ -424,3 +424,12 @@ def test_a_malformed_gradient_raises_rather_than_skipping(bad):
         opt.step(grads=[bad])
     assert opt.skipped_steps == 0 and not opt.state
     np.testing.assert_array_equal(p, 0.0)
+
+
+def test_a_gradient_of_the_wrong_dtype_is_refused_not_counted_as_a_skip():
+    """skip_nonfinite: a NaN in one gradient does not hide another gradient's wrong dtype."""
+    a, b = fo.Parameter(np.zeros(3, np.float32)), fo.Parameter(np.zeros(3, np.float32))
+    opt = fo.Adam([a, b], lr=0.1, skip_nonfinite=True)
+    with pytest.raises(TypeError):
+        opt.step(grads=[np.full(3, np.nan, np.float32), np.ones(3, np.float64)])
+    assert not opt.last_step_skipped and opt.skipped_steps == 0 and not opt.state[a]

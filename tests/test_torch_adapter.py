@@ -518,3 +518,60 @@ def test_a_step_bumps_the_version_as_torchs_in_place_update() -> None:
         opt.step()
         with pytest.raises(RuntimeError, match="modified by an inplace operation"):
             loss.backward()
+
+
+# --- the user's edits of opt.state and param_groups, as torch.optim takes them -----------------
+
+
+def _edit_and_step(module: Any, edit: Any) -> tuple[torch.Tensor, dict[str, Any]]:
+    torch.manual_seed(0)
+    p = torch.nn.Parameter(torch.zeros(3))
+    opt = module.Adam([p], lr=0.1)
+    for _ in range(3):
+        p.grad = torch.full((3,), 5.0)
+        opt.step()
+    edit(opt, p)
+    for _ in range(2):
+        p.grad = torch.ones(3)
+        opt.step()
+    return p.detach().clone(), opt.state_dict()["state"]
+
+
+STATE_EDITS = {
+    "del opt.state[p]": lambda opt, p: opt.state.__delitem__(p),
+    "opt.state.clear()": lambda opt, p: opt.state.clear(),
+    "opt.state[p] = {}": lambda opt, p: opt.state.__setitem__(p, {}),
+    "opt.state = defaultdict(dict)": lambda opt, p: setattr(
+        opt, "state", __import__("collections").defaultdict(dict)
+    ),
+    "exp_avg replaced": lambda opt, p: opt.state[p].__setitem__("exp_avg", torch.full((3,), 0.25)),
+    "step replaced": lambda opt, p: opt.state[p].__setitem__("step", torch.tensor(10.0)),
+}
+
+
+@pytest.mark.parametrize("edit", list(STATE_EDITS))
+def test_edited_state_is_what_the_next_step_uses(edit: str) -> None:
+    """Deleting or emptying a parameter's state restarts it, and a state tensor put in place
+    of another is used, as in torch.optim; the state dict then holds what the kernel uses."""
+    ours, our_state = _edit_and_step(fot, STATE_EDITS[edit])
+    ref, ref_state = _edit_and_step(torch.optim, STATE_EDITS[edit])
+    torch.testing.assert_close(ours, ref)
+    assert our_state.keys() == ref_state.keys()
+    for i in ref_state:
+        assert our_state[i].keys() == ref_state[i].keys()
+        for key in ref_state[i]:
+            torch.testing.assert_close(our_state[i][key], ref_state[i][key], msg=f"{edit}: {key}")
+
+
+def test_a_parameter_swapped_in_the_params_list_is_the_one_updated() -> None:
+    results = []
+    for module in (torch.optim, fot):
+        a, b = torch.nn.Parameter(torch.zeros(3)), torch.nn.Parameter(torch.zeros(3))
+        opt = module.SGD([a], lr=1.0)
+        a.grad = torch.ones(3)
+        opt.step()
+        opt.param_groups[0]["params"][0] = b
+        a.grad, b.grad = torch.ones(3), torch.ones(3)
+        opt.step()
+        results.append((a.detach().clone(), b.detach().clone()))
+    torch.testing.assert_close(results[1], results[0])

@@ -33,7 +33,8 @@ def held() -> threading.Lock:
     (``_core.call_holding(held(), ...)``). Made on first use; an interruption while it is
     made leaves at most an unused lock in the registry."""
     try:
-        return _local.lock  # type: ignore[no-any-return]
+        lock: threading.Lock = _local.lock
+        return lock
     except AttributeError:
         lock = threading.Lock()
         _locks.add(lock)

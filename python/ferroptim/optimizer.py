@@ -1047,7 +1047,7 @@ class Optimizer:
             return True
         for call in calls:
             for p, g in zip(call["params"], call["grads"]):
-                if getattr(g, "shape", None) != p.shape:
+                if getattr(g, "shape", None) != p.shape or getattr(g, "dtype", None) != p.dtype:
                     return True  # a malformed gradient: the kernel refuses it, naming it, not a skip
         grads: list[Any] = []
         names: list[str] = []

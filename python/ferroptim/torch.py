@@ -216,7 +216,7 @@ class _Param:
     """One parameter: its tensor, the NumPy view the kernel updates, and what of the twin's
     state ``opt.state[tensor]`` wraps."""
 
-    __slots__ = ("array", "ptr", "probe", "probe_key", "scalars", "size", "tensor", "twin_state")
+    __slots__ = ("array", "ptr", "probe", "probe_key", "scalars", "size", "tensor", "twin_state", "wrapped")
 
     def __init__(self, tensor: torch.Tensor) -> None:
         self.tensor = tensor
@@ -231,6 +231,9 @@ class _Param:
         #: The twin's scalar state (``step``, ...) and the 0-d NumPy views of torch's tensors.
         self.scalars: tuple[tuple[str, np.ndarray], ...] = ()
         self.size = 0
+        #: The dict ``opt.state[tensor]`` was made, and the tensors put in it, by key: a step
+        #: that finds another dict there, or other tensors in it, takes the user's edit.
+        self.wrapped: tuple[dict[str, Any], dict[str, Any]] | None = None
 
 
 class _Adapter(torch.optim.Optimizer):
@@ -376,8 +379,10 @@ class _Adapter(torch.optim.Optimizer):
                 loss = closure()
         twin = self._require_twin()
         if len(self._layout) != len(self.param_groups) or any(
-            tg["params"] is not cached or len(cached) != n
-            for tg, (cached, n, _) in zip(self.param_groups, self._layout)
+            tg["params"] is not cached
+            or len(cached) != n
+            or any(t is not e.tensor for t, e in zip(cached, entries))
+            for tg, (cached, n, entries) in zip(self.param_groups, self._layout)
         ):
             self._relink()  # params lists edited in place of add_param_group
         grads: list[np.ndarray | None] = []
@@ -408,6 +413,16 @@ class _Adapter(torch.optim.Optimizer):
                 by_entry = dict(zip(map(id, with_grad), arrays))
                 grads += [by_entry.get(id(e)) for e in entries]
             stepped += with_grad
+        for e in stepped:
+            if e.wrapped is not None:
+                held, tensors = e.wrapped
+                st = self.state.get(e.tensor)
+                if (
+                    st is not held
+                    or len(st) != len(tensors)
+                    or any(st.get(k) is not t for k, t in tensors.items())
+                ):
+                    self._take_edited_state(e, st)
         twin.step(grads=grads)
         if stepped and not twin.last_step_skipped:
             # the parameters changed in place, as after torch's own in-place update: autograd
@@ -439,12 +454,43 @@ class _Adapter(torch.optim.Optimizer):
         e.array, e.ptr = new, e.tensor.data_ptr()
 
     # --- state --------------------------------------------------------------------------
+    def _take_edited_state(self, e: _Param, st: dict[str, Any] | None) -> None:
+        """Gives the kernel what the user made of ``opt.state[e.tensor]``: a state deleted or
+        emptied starts afresh at this step, as in torch.optim; a tensor put in place of one
+        the kernel updates is copied into the kernel's array (same shape), a scalar (``step``)
+        into the twin's counter."""
+        twin = self._require_twin()
+        if not st:
+            twin.state.pop(e.array, None)
+            self._wrap(e)
+            return
+        own = twin.state.get(e.array) or {}
+        _, tensors = e.wrapped or ({}, {})
+        for key, value in st.items():
+            if key not in own or value is tensors.get(key):
+                continue
+            kept = own[key]
+            if isinstance(kept, np.ndarray):
+                if not isinstance(value, torch.Tensor) or tuple(value.shape) != kept.shape:
+                    raise ValueError(
+                        f"opt.state[p][{key!r}] was replaced by a {type(value).__name__} that is not a "
+                        f"tensor of shape {kept.shape}; edit the state tensor in place instead"
+                    )
+                src = value.detach().cpu()
+                if kept.dtype == np.uint16:  # bfloat16 state, kept as its bits
+                    kept[...] = src.to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16)
+                else:
+                    kept[...] = src.to(torch.float64 if kept.dtype == np.float64 else torch.float32).numpy()
+            elif kept is not None:
+                own[key] = float(value)
+        self._wrap(e)
+
     def _wrap(self, e: _Param) -> None:
         """Makes ``opt.state[e.tensor]`` the twin's state as tensors sharing its arrays' memory."""
         st = self._require_twin().state.get(e.array)
         e.twin_state = st
         if not st:
-            e.probe_key, e.probe, e.scalars, e.size = None, None, (), 0
+            e.probe_key, e.probe, e.scalars, e.size, e.wrapped = None, None, (), 0, None
             self.state.pop(e.tensor, None)
             return
         wrapped: dict[str, Any] = {}
@@ -465,6 +511,7 @@ class _Adapter(torch.optim.Optimizer):
         state = self.state[e.tensor]
         state.clear()
         state.update(wrapped)
+        e.wrapped = (state, wrapped)
 
     def _wrap_all(self) -> None:
         for _, _, entries in self._layout:
@@ -506,7 +553,7 @@ class _Adapter(torch.optim.Optimizer):
             if match == "order":  # tensor hyperparameters stay tensors, as torch.optim loads them
                 saved = state_dict["param_groups"][gi]
                 tg.update((k, v.clone()) for k, v in saved.items() if k in tg and isinstance(v, torch.Tensor))
-        self.state = defaultdict(dict)
+        self.state = defaultdict(dict)  # type: ignore[var-annotated]
         self._relink()
         self._wrap_all()
         for post_hook in list(self._optimizer_load_state_dict_post_hooks.values()):
