@@ -17,15 +17,17 @@ must find the complete call, one that lands before must find nothing changed.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
+import gc
 import os
 import signal
 import sys
 import threading
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -199,24 +201,40 @@ def _events(call: Callable[[], Any]) -> int:
         count += 1
         return tracer
 
-    sys.settrace(tracer)
-    try:
-        call()
-    finally:
-        sys.settrace(None)
+    with _no_gc():
+        sys.settrace(tracer)
+        try:
+            call()
+        finally:
+            sys.settrace(None)
     return count
 
 
 def _traced(call: Callable[[], Any], n: int) -> bool:
     """Runs ``call()`` with :func:`_raise_at` ``n``; returns whether it was interrupted."""
-    sys.settrace(_raise_at(n))
-    try:
-        call()
-    except _Interrupted:
-        return True
-    finally:
-        sys.settrace(None)
+    with _no_gc():
+        sys.settrace(_raise_at(n))
+        try:
+            call()
+        except _Interrupted:
+            return True
+        finally:
+            sys.settrace(None)
     return False
+
+
+@contextlib.contextmanager
+def _no_gc() -> Iterator[None]:
+    """The cyclic collector off, so that the events a call sees do not include the weakref
+    callbacks (Python code) of objects it happens to collect: the count is then the same
+    on every run."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 # --- step -------------------------------------------------------------------------------
