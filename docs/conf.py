@@ -172,11 +172,11 @@ def setup(app):
 
 
 # Cross-references inside ferroptim must resolve (a renamed function breaks the build);
-# names from NumPy, matplotlib, mpi4py and the standard library are not linked, as the
+# names from NumPy, matplotlib, mpi4py, torch and the standard library are not linked, as the
 # site is built offline (no intersphinx).
 nitpicky = True
 nitpick_ignore_regex = [
-    (r"py:.*", r"(np|numpy|npt|matplotlib|mpi4py|MPI|typing|collections|pathlib|os|io)\..*"),
+    (r"py:.*", r"(np|numpy|npt|matplotlib|mpi4py|MPI|typing|collections|pathlib|os|io|torch)\..*"),
     (r"py:.*", r"(Any|Callable|Iterable|Iterator|Mapping|Sequence|Figure|Path|PathOrFile|BinaryIO)"),
     (r"py:.*", r"(optional|None|int|float|str|bool|dict|list|tuple|object|type|bytes)"),
 ]

@@ -14,7 +14,7 @@ update runs in ferroptim's Rust kernels, in place on the tensors' memory.
 
 Each class (``SGD``, ``Adagrad``, ``RMSprop``, ``Adadelta``, ``Adam``, ``AdamW``, ``NAdam``,
 ``RAdam``, ``Adamax``, ``Lion``, ``AdagradNorm``) has the constructor of its
-:mod:`ferroptim` twin (the same arguments and defaults, ``convention=``, ``state_dtype=``,
+``ferroptim`` twin (the same arguments and defaults, ``convention=``, ``state_dtype=``,
 ``seed=``, ``grad_scale=``, ``max_grad_norm=``, ``skip_nonfinite=``) and behaves as the
 ``torch.optim`` class of the same name:
 
